@@ -1,0 +1,1 @@
+"""Additive PEFT: insert small new modules (adapters, side networks) and train only those."""

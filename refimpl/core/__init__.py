@@ -1,0 +1,1 @@
+"""Mechanics shared by every method: registry, targeting, injection and removal, merging, adapter files."""

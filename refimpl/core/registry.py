@@ -1,0 +1,143 @@
+"""The method registry: every PEFT method is a `Method` subclass registered under its paper's name.
+
+A method declares its paper(s), its update rule, what it trains, and an `Options` model whose fields use the
+paper's names. `inject` changes an already-frozen model; the shared mechanics (freezing, bookkeeping, merge,
+save/load) live in `refimpl.core.api`, so a method file only says what is particular to its paper.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from .errors import RefimplError
+
+CATEGORIES = ("selective", "additive", "prompt", "reparameterization", "hybrid")
+FOUNDATION_MODELS = ("LLM", "VFM", "VLM", "MFM", "VGM")
+
+
+class MethodOptions(BaseModel):
+    """Base of every method's options: unknown options are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    category: str
+    foundation_models: tuple[str, ...]
+    papers: tuple[str, ...]
+    summary: str
+    update_rule: str
+    trainable: str
+    mergeable: bool
+    model_types: tuple[str, ...]
+    options: dict[str, Any]  # option name -> default
+    module: str  # the Python module that implements it
+
+
+class Method:
+    """One PEFT method. Subclasses set the class attributes and implement `inject`."""
+
+    name: ClassVar[str]
+    category: ClassVar[str]
+    foundation_models: ClassVar[tuple[str, ...]]
+    papers: ClassVar[tuple[str, ...]]  # catalogue keys
+    summary: ClassVar[str]
+    update_rule: ClassVar[str]  # one or two lines of math, plain text
+    trainable: ClassVar[str]  # what receives gradients, in words
+    mergeable: ClassVar[bool] = False  # whether the learned update folds into the base weights
+    identity_at_init: ClassVar[bool] = (
+        False  # whether, with default options, the output starts at the base model's
+    )
+    model_types: ClassVar[tuple[str, ...]] = (
+        "bert",
+        "gpt2",
+        "llama",
+    )  # transformers model types it applies to
+    Options: ClassVar[type[MethodOptions]] = MethodOptions
+
+    def inject(self, model: nn.Module, options: MethodOptions) -> None:
+        """Add or unfreeze this method's parameters on a model whose base parameters are all frozen."""
+        raise NotImplementedError
+
+    def expected_trainable(self, model: nn.Module, options: MethodOptions) -> int:
+        """The paper's closed-form trainable-parameter count for this (not yet adapted) model and configuration."""
+        raise NotImplementedError
+
+    def trainable_count(self, model: nn.Module) -> int:
+        """Trainable parameters as the paper counts them (sparse methods override: only the unmasked entries)."""
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def total_count(self, model: nn.Module, parameters: int) -> int:
+        """All parameters of the adapted model; methods that store base weights as buffers (QLoRA) add them."""
+        return parameters
+
+    @classmethod
+    def info(cls) -> MethodInfo:
+        options = {
+            name: field.get_default(call_default_factory=True)
+            for name, field in cls.Options.model_fields.items()
+        }
+        return MethodInfo(
+            name=cls.name,
+            category=cls.category,
+            foundation_models=cls.foundation_models,
+            papers=cls.papers,
+            summary=cls.summary,
+            update_rule=cls.update_rule,
+            trainable=cls.trainable,
+            mergeable=cls.mergeable,
+            model_types=cls.model_types,
+            options=options,
+            module=cls.__module__,
+        )
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+_CATEGORY_PACKAGES = tuple(f"refimpl.{category}" for category in CATEGORIES)
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: add a method to the registry, checking its declaration once, at import."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise RefimplError(
+            f"method {cls.name!r} is registered twice ({_REGISTRY[cls.name].__module__}, {cls.__module__})"
+        )
+    if cls.category not in CATEGORIES:
+        raise RefimplError(f"method {cls.name!r}: unknown category {cls.category!r}")
+    if unknown := set(cls.foundation_models) - set(FOUNDATION_MODELS):
+        raise RefimplError(f"method {cls.name!r}: unknown foundation model types {sorted(unknown)}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+@functools.cache
+def _import_all() -> None:
+    """Import every method module once, so that their `@register` decorators run."""
+    for package_name in _CATEGORY_PACKAGES:
+        package = importlib.import_module(package_name)
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package_name}.{module.name}")
+
+
+def get_method(name: str) -> Method:
+    _import_all()
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise RefimplError(f"unknown method {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def methods() -> list[MethodInfo]:
+    """Every registered method, sorted by category then name."""
+    _import_all()
+    infos = [cls.info() for cls in _REGISTRY.values()]
+    return sorted(infos, key=lambda info: (CATEGORIES.index(info.category), info.name))

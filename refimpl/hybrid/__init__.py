@@ -1,0 +1,1 @@
+"""Hybrid PEFT: combine several mechanisms, or search over them, in one model."""

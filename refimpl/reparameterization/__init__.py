@@ -1,0 +1,1 @@
+"""Reparameterization PEFT: learn the weight update in a compact form (low-rank, Kronecker, tensor train)."""

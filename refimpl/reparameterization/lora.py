@@ -1,0 +1,91 @@
+"""LoRA — Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022 (catalogue: lora).
+
+    h = W0 x + (alpha / r) · B A x,   A ∈ R^{r×in} (Kaiming-uniform), B ∈ R^{out×r} (zeros, so ΔW = 0 at start)
+
+Trainable: A and B of every targeted linear layer (by default the attention query and value projections).
+The product BA folds into W0 after training (`refimpl.merge`), so inference costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from ..core.api import replace_module
+from ..core.architectures import projection_names
+from ..core.layers import DeltaLinear, new_parameter
+from ..core.registry import Method, MethodOptions, register
+from ..core.targeting import Targets, find_targets, linear_dims
+
+
+class LoRALinear(DeltaLinear):
+    def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float = 0.0) -> None:
+        super().__init__(base)
+        self.r = r
+        self.scaling = alpha / r
+        self.lora_A = new_parameter(r, self.in_features, like=base.weight, init="kaiming")
+        self.lora_B = new_parameter(self.out_features, r, like=base.weight, init="zeros")
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scaling
+
+    def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
+        # Two thin matmuls (x A^T, then B^T) instead of materialising the full out×in update.
+        return F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
+
+
+class LoRAOptions(MethodOptions):
+    r: int = Field(8, gt=0, description="rank of the update")
+    alpha: float = Field(16.0, gt=0, description="scaling numerator: the update is multiplied by alpha / r")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA branch input")
+    target_modules: Targets | None = Field(
+        None,
+        description='suffixes, a regex, or "all-linear"; default: the attention query and value projections',
+    )
+
+
+def lora_targets(model: nn.Module, options: LoRAOptions) -> list[tuple[str, nn.Module]]:
+    targets = options.target_modules or projection_names(model, ("query", "value"))
+    return find_targets(model, targets)
+
+
+def inject_lora_layers(
+    model: nn.Module, options: LoRAOptions, layer: type[LoRALinear] = LoRALinear, **extra: object
+) -> list[LoRALinear]:
+    """Wrap every targeted linear layer in `layer`; shared by the LoRA variants."""
+    layers = []
+    for name, module in lora_targets(model, options):
+        wrapped = layer(module, r=options.r, alpha=options.alpha, dropout=options.dropout, **extra)
+        replace_module(model, name, wrapped)
+        layers.append(wrapped)
+    return layers
+
+
+def lora_parameter_count(model: nn.Module, options: LoRAOptions) -> int:
+    """r · (in + out) per adapted layer."""
+    return sum(options.r * sum(linear_dims(module)) for _, module in lora_targets(model, options))
+
+
+@register
+class LoRA(Method):
+    name = "lora"
+    category = "reparameterization"
+    foundation_models = ("LLM", "VFM", "VLM", "MFM", "VGM")
+    papers = ("lora",)
+    summary = (
+        "Learn each weight update as a rank-r product BA beside the frozen layer; merge it after training."
+    )
+    update_rule = "h = W0 x + (alpha/r) B A x,  B = 0 at init"
+    trainable = "lora_A (r × in) and lora_B (out × r) of each targeted linear layer"
+    mergeable = True
+    identity_at_init = True
+    Options = LoRAOptions
+
+    def inject(self, model: nn.Module, options: LoRAOptions) -> None:
+        inject_lora_layers(model, options)
+
+    def expected_trainable(self, model: nn.Module, options: LoRAOptions) -> int:
+        return lora_parameter_count(model, options)
