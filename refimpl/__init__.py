@@ -12,6 +12,7 @@ from .core.api import apply, is_adapted, merge, remove, trainable_parameters, un
 from .core.errors import RefimplError
 from .core.persistence import load_adapter, save_adapter
 from .core.registry import MethodInfo, get_method, methods
+from .planned import planned_methods
 
 __all__ = [
     "MethodInfo",
@@ -22,6 +23,7 @@ __all__ = [
     "load_adapter",
     "merge",
     "methods",
+    "planned_methods",
     "remove",
     "save_adapter",
     "trainable_parameters",

@@ -134,3 +134,7 @@ def test_an_invalid_config_is_refused_naming_the_field(saved_lora, fresh):
     del config["method"]
     config_path.write_text(json.dumps(config))
     _assert_refused_and_untouched(fresh("bert"), saved_lora, "method: Field required")
+
+
+def test_planned_methods_are_not_registered():
+    assert not refimpl.planned_methods() & {info.name for info in refimpl.methods()}
