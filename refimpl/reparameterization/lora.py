@@ -88,4 +88,5 @@ class LoRA(Method):
         inject_lora_layers(model, options)
 
     def expected_trainable(self, model: nn.Module, options: LoRAOptions) -> int:
+        """r · (in + out) for every adapted linear layer."""
         return lora_parameter_count(model, options)
