@@ -1,0 +1,73 @@
+"""Cross-checks against huggingface peft (used only here): the same configuration must give the same number of
+trainable parameters and, with peft's weights copied into ours, the same logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import refimpl
+
+from .conftest import tiny_batch
+
+peft = pytest.importorskip("peft")
+
+PEFT_PREFIX = "base_model.model."
+LORA_TARGETS = {"bert": ["query", "value"], "gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"]}
+PEFT_TASK = {"bert": "SEQ_CLS", "gpt2": "CAUSAL_LM", "llama": "CAUSAL_LM"}
+
+
+def logits(model, batch):
+    with torch.no_grad():
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def peft_trainable(peft_model) -> dict[str, torch.Tensor]:
+    return {name: p for name, p in peft_model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
+def test_lora_matches_peft_in_count_and_logits(fresh, model_type):
+    targets = LORA_TARGETS[model_type]
+    config = peft.LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets, fan_in_fan_out=model_type == "gpt2"
+    )
+    reference = peft.get_peft_model(fresh(model_type), config)
+    ours = refimpl.apply(fresh(model_type), "lora", r=4, alpha=8.0, target_modules=targets)
+    assert refimpl.trainable_parameters(ours)[0] == reference.get_nb_trainable_parameters()[0]
+
+    factors = peft_trainable(reference)
+    with torch.no_grad():
+        for name, tensor in factors.items():
+            if ".lora_B." in name:
+                tensor.normal_(std=1.0)  # B starts at zero: perturb it, or equal logits prove nothing
+    ours_by_name = dict(ours.named_parameters())
+    with torch.no_grad():
+        for name, tensor in factors.items():
+            ours_name = name.removeprefix(PEFT_PREFIX).replace(".default.weight", "")
+            ours_by_name[ours_name].copy_(tensor)
+    batch = tiny_batch(model_type)
+    expected = logits(reference, batch)
+    assert (expected - logits(fresh(model_type), batch)).abs().max() > 1e-3
+    torch.testing.assert_close(logits(ours, batch), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
+def test_prompt_tuning_matches_peft_in_count_and_logits(fresh, model_type):
+    length = 5
+    config = peft.PromptTuningConfig(task_type=PEFT_TASK[model_type], num_virtual_tokens=length)
+    reference = peft.get_peft_model(fresh(model_type), config)
+    ours = refimpl.apply(fresh(model_type), "prompt_tuning", prompt_length=length)
+
+    prompt_tables = {n: p for n, p in peft_trainable(reference).items() if n.startswith("prompt_encoder.")}
+    # peft trains the classifier of a SEQ_CLS model as well (its modules_to_save); the prompt alone is compared.
+    assert refimpl.trainable_parameters(ours)[0] == sum(p.numel() for p in prompt_tables.values())
+    (prompt,) = prompt_tables.values()
+    with torch.no_grad():
+        ours.soft_prompt.embedding.copy_(prompt)
+    batch = tiny_batch(model_type)
+    batch["attention_mask"][:, -3:] = 0  # padding, so the extended mask is exercised
+    expected = logits(reference, batch)
+    if model_type != "bert":
+        expected = expected[:, length:]  # peft returns logits for the virtual tokens too; ours cuts them off
+    torch.testing.assert_close(logits(ours, batch), expected, rtol=0, atol=1e-5)
