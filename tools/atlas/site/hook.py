@@ -1,0 +1,75 @@
+"""mkdocs hook (registered in mkdocs.yml): adds the pages generated from the catalogue to the build.
+
+The catalogue is read from the folder of the config file, so a copy of the project builds its own
+catalogue whatever the working directory. Generated pages live only in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.livereload import LiveReloadServer
+from mkdocs.structure.files import File, Files, InclusionLevel
+from mkdocs.structure.pages import Page as MkdocsPage
+
+from atlas import exports
+from atlas.loader import CatalogError, load_catalog
+from atlas.site.contributing import contributing_page
+from atlas.site.model import SiteModel, registered_methods
+from atlas.site.nav import expand_nav
+from atlas.site.pages import Page, PageBuilder, escaped_title
+
+_generated: dict[str, Page] = {}
+_downloads: dict[str, str] = {}
+
+
+def _project_root(config: MkDocsConfig) -> Path:
+    return Path(config.config_file_path).resolve().parent
+
+
+def on_config(config: MkDocsConfig) -> MkDocsConfig:
+    if not config.use_directory_urls:
+        raise PluginError("the PEFT Atlas hook builds folder URLs: set use_directory_urls: true")
+    root = _project_root(config)
+    try:
+        catalog = load_catalog(root)
+    except CatalogError as error:
+        raise PluginError(f"the catalogue in {root / 'catalog'} is invalid:\n{error}") from error
+    builder = PageBuilder(SiteModel.build(catalog, registered_methods()), config.repo_url or "")
+    pages = [*builder.pages(), contributing_page(root, builder)]
+    _generated.clear()
+    _generated.update((page.uri, page) for page in pages)
+    _downloads.clear()
+    _downloads.update(
+        {
+            "downloads/catalog.json": exports.catalog_json(catalog),
+            "downloads/papers.bib": exports.papers_bib(catalog),
+            "downloads/papers.csv": exports.papers_csv(catalog),
+        }
+    )
+    config.nav = expand_nav(config.nav, catalog)
+    return config
+
+
+def on_files(files: Files, config: MkDocsConfig) -> Files:
+    for uri, page in _generated.items():
+        inclusion = InclusionLevel.UNDEFINED if page.in_nav else InclusionLevel.NOT_IN_NAV
+        files.append(File.generated(config, uri, content=page.body, inclusion=inclusion))
+    for uri, content in _downloads.items():
+        files.append(File.generated(config, uri, content=content))
+    return files
+
+
+def on_page_markdown(markdown: str, page: MkdocsPage, **_: Any) -> str:
+    generated = _generated.get(page.file.src_uri)
+    if generated is not None:
+        page.meta.update(generated.meta, title=escaped_title(generated))
+    return markdown
+
+
+def on_serve(server: LiveReloadServer, config: MkDocsConfig, **_: Any) -> LiveReloadServer:
+    server.watch(str(_project_root(config) / "catalog"))
+    return server

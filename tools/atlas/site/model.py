@@ -1,0 +1,109 @@
+"""The catalogue regrouped the way the site shows it: by category, subcategory, FM type and method."""
+
+from __future__ import annotations
+
+import importlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from atlas.loader import Catalog
+from atlas.schema import Paper, Relation
+
+RUN_COMMAND = "python -m refimpl run {method}"
+
+
+def paper_url(key: str) -> str:
+    return f"papers/{key}/"
+
+
+def category_url(category_id: str) -> str:
+    return f"taxonomy/{category_id}/"
+
+
+def subcategory_url(category_id: str, subcategory_id: str) -> str:
+    return f"taxonomy/{category_id}/{subcategory_id}/"
+
+
+def fm_url(fm_id: str) -> str:
+    return f"foundation-models/{fm_id.lower()}/"
+
+
+def method_url(name: str) -> str:
+    return f"methods/{name}/"
+
+
+@dataclass
+class Method:
+    """A reference implementation named by the catalogue, with the papers that point to it."""
+
+    name: str
+    papers: list[tuple[Paper, str]] = field(default_factory=list)  # (paper, relation)
+    info: Any = None  # refimpl's MethodInfo when refimpl is importable and registers the method
+
+    @property
+    def command(self) -> str:
+        return RUN_COMMAND.format(method=self.name)
+
+
+def registered_methods() -> dict[str, Any] | None:
+    """refimpl's MethodInfo by name, or None when refimpl (or its registry) is not available."""
+    try:
+        refimpl = importlib.import_module("refimpl")
+    except ImportError:
+        return None
+    methods = getattr(refimpl, "methods", None)
+    if not callable(methods):
+        return None
+    return {info.name: info for info in methods()}
+
+
+@dataclass
+class SiteModel:
+    catalog: Catalog
+    registry: dict[str, Any] | None  # None: refimpl not importable in this build
+    by_category: dict[str, list[Paper]]
+    by_subcategory: dict[tuple[str, str], list[Paper]]
+    by_fm: dict[str, list[Paper]]
+    methods: dict[str, Method]
+
+    @classmethod
+    def build(cls, catalog: Catalog, registry: dict[str, Any] | None) -> SiteModel:
+        by_category: dict[str, list[Paper]] = defaultdict(list)
+        by_subcategory: dict[tuple[str, str], list[Paper]] = defaultdict(list)
+        by_fm: dict[str, list[Paper]] = defaultdict(list)
+        methods: dict[str, Method] = {}
+        for paper in catalog.papers:
+            by_category[paper.category].append(paper)
+            if paper.subcategory:
+                by_subcategory[(paper.category, paper.subcategory)].append(paper)
+            for fm in paper.foundation_models:
+                by_fm[fm].append(paper)
+            named = [(paper.refimpl.method, paper.refimpl.relation.value)]
+            named += [(also, Relation.related.value) for also in paper.refimpl.also]
+            for name, relation in named:
+                method = methods.setdefault(name, Method(name, info=(registry or {}).get(name)))
+                method.papers.append((paper, relation))
+        return cls(
+            catalog=catalog,
+            registry=registry,
+            by_category=dict(by_category),
+            by_subcategory=dict(by_subcategory),
+            by_fm=dict(by_fm),
+            methods=dict(sorted(methods.items())),
+        )
+
+    def grouped_by_fm(self, papers: list[Paper]) -> list[tuple[Any, list[Paper]]]:
+        """(FM type, papers) in taxonomy order; a paper for several FM types appears under each."""
+        return [
+            (fm, [p for p in papers if fm.id in p.foundation_models])
+            for fm in self.catalog.taxonomy.foundation_models
+            if any(fm.id in p.foundation_models for p in papers)
+        ]
+
+    def grouped_by_category(self, papers: list[Paper]) -> list[tuple[Any, list[Paper]]]:
+        return [
+            (category, [p for p in papers if p.category == category.id])
+            for category in self.catalog.taxonomy.categories
+            if any(p.category == category.id for p in papers)
+        ]

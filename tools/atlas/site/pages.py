@@ -1,0 +1,543 @@
+"""Every generated page of the site, as ready HTML rendered from Jinja templates (autoescape on)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from markupsafe import Markup
+
+from atlas import exports
+from atlas.schema import Paper, PaperKind, Relation
+from atlas.site import charts
+from atlas.project import SURVEY_ARXIV, SURVEY_AUTHORS, SURVEY_TITLE, SURVEY_YEAR, arxiv_url
+from atlas.site.model import (
+    Method,
+    SiteModel,
+    category_url,
+    fm_url,
+    method_url,
+    paper_url,
+    subcategory_url,
+)
+
+RELATED_LIMIT = 12
+_HTTP = re.compile(r"^https?://", re.IGNORECASE)
+
+RELATION_PHRASES = {
+    Relation.implements.value: "implements this paper's method",
+    Relation.uses.value: "the method this paper applies or builds on",
+    Relation.related.value: "the closest implementation to this paper's content",
+}
+KIND_NOTES = {
+    PaperKind.analysis: "an analysis paper; it proposes no PEFT method",
+    PaperKind.backbone: "a foundation model that PEFT methods build on, not a PEFT method",
+    PaperKind.off_topic: "listed upstream by mistake; not about PEFT",
+}
+
+
+@dataclass
+class Page:
+    """One generated page: `uri` is its source path in the docs folder (always a folder index)."""
+
+    uri: str
+    title: str  # plain text; escaped once where it becomes mkdocs' (HTML) page title
+    body: str  # HTML, passed through Markdown untouched
+    meta: dict[str, Any] = field(default_factory=dict)
+    in_nav: bool = True
+
+    @property
+    def root(self) -> str:
+        """The relative path from this page's URL back to the site root."""
+        return "../" * (self.uri.count("/"))
+
+
+def http_only(url: str) -> str:
+    """The last guard before an href: the validator already refuses other schemes."""
+    if not _HTTP.match(url):
+        raise ValueError(f"refusing to link to a non-http(s) URL: {url!r}")
+    return url
+
+
+def script_json(data: Any) -> Markup:
+    """JSON that is safe inside <script type="application/json">: no raw <, > or &."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return Markup(text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
+
+
+def authors_short(paper: Paper) -> str:
+    authors = paper.authors
+    if len(authors) > 2:
+        return f"{authors[0]} et al."
+    return " and ".join(authors) + ("" if paper.authors_complete else " et al.")
+
+
+class PageBuilder:
+    def __init__(self, model: SiteModel, repo_url: str) -> None:
+        self.model = model
+        self.catalog = model.catalog
+        self.taxonomy = model.catalog.taxonomy
+        self.categories = {c.id: c for c in self.taxonomy.categories}
+        self.fms = {fm.id: fm for fm in self.taxonomy.foundation_models}
+        self.bibtex_keys = exports.bibtex_keys(self.catalog)  # the keys papers.bib uses, computed once
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["http"] = http_only
+        self.env.globals.update(
+            taxonomy=self.taxonomy,
+            categories=self.categories,
+            fms=self.fms,
+            repo_url=repo_url,
+            paper_url=paper_url,
+            category_url=category_url,
+            subcategory_url=subcategory_url,
+            fm_url=fm_url,
+            method_url=method_url,
+            authors_short=authors_short,
+            subcategory_name=self.subcategory_name,
+            relation_phrase=RELATION_PHRASES.__getitem__,
+            method_status=self.method_status,
+            method_category=self.method_category,
+            yes_no=lambda flag: "yes" if flag else "no",
+        )
+
+    # --- helpers used by the templates -----------------------------------------------------------
+
+    def subcategory_name(self, paper: Paper) -> str:
+        return self.catalog.subcategory(paper.category, paper.subcategory).name
+
+    def method_status(self, method: Method) -> str:
+        if self.model.registry is None:
+            return "refimpl not importable in this build"
+        return "implemented in refimpl" if method.info else "planned, not yet in refimpl"
+
+    def method_category(self, method: Method) -> str:
+        category_id = getattr(method.info, "category", None)
+        if category_id not in self.categories:  # absent from refimpl: ask the papers that implement it
+            implementing = [
+                p.category for p, relation in method.papers if relation == Relation.implements.value
+            ]
+            category_id = Counter(implementing or [p.category for p, _ in method.papers]).most_common(1)[0][0]
+        return self.categories[category_id].name
+
+    def render(self, template: str, page_uri: str, **context: Any) -> str:
+        root = "../" * page_uri.count("/")
+        return self.env.get_template(template).render(root=root, **context)
+
+    def page(
+        self,
+        uri: str,
+        title: str,
+        template: str,
+        *,
+        in_nav: bool = True,
+        sidebar: bool = False,
+        searchable: bool = True,
+        **context: Any,
+    ) -> Page:
+        """A page of ready HTML. Its headings are not Markdown, so there is never a table of contents;
+        the navigation sidebar only helps inside the Taxonomy and Foundation models sections."""
+        meta: dict[str, Any] = {"hide": ["toc"] if sidebar else ["toc", "navigation"]}
+        if not searchable:
+            meta["search"] = {"exclude": True}
+        return Page(uri, title, self.render(template, uri, **context), meta, in_nav)
+
+    # --- the pages -------------------------------------------------------------------------------
+
+    def pages(self) -> Iterator[Page]:
+        yield self.home()
+        yield from self.taxonomy_pages()
+        yield from self.fm_pages()
+        yield self.explorer()
+        yield from self.method_pages()
+        yield self.trends()
+        yield self.page(
+            "downloads/index.md",
+            "Downloads",
+            "downloads.html",
+            searchable=False,
+            count=len(self.catalog.papers),
+        )
+        for paper in self.catalog.papers:
+            yield self.paper(paper)
+
+    def home(self) -> Page:
+        papers = self.catalog.papers
+        return self.page(
+            "index.md",
+            "PEFT Atlas",
+            "home.html",
+            papers=papers,
+            subcategory_count=sum(len(c.subcategories) for c in self.taxonomy.categories),
+            method_count=len(self.model.methods),
+            implemented=None
+            if self.model.registry is None
+            else sum(1 for m in self.model.methods.values() if m.info),
+            with_code=sum(1 for p in papers if p.links.code),
+            survey=(SURVEY_TITLE, arxiv_url(SURVEY_ARXIV), SURVEY_AUTHORS, SURVEY_YEAR),
+            fm_counts={fm: len(self.model.by_fm.get(fm, [])) for fm in self.fms},
+            taxonomy_svg=Markup(self.taxonomy_svg()),
+        )
+
+    def taxonomy_svg(self) -> str:
+        by_sub = self.model.by_subcategory
+        categories = tuple(
+            charts.TreeNode(
+                f"{c.name} ({len(self.model.by_category.get(c.id, []))})",
+                category_url(c.id),
+                charts.palette_color(i),
+                tuple(
+                    charts.TreeNode(
+                        f"{s.name} ({len(by_sub.get((c.id, s.id), []))})",
+                        subcategory_url(c.id, s.id),
+                        charts.palette_color(i),
+                    )
+                    for s in c.subcategories
+                ),
+            )
+            for i, c in enumerate(self.taxonomy.categories)
+        )
+        root = charts.TreeNode(
+            f"PEFT ({len(self.catalog.papers)} papers)", "taxonomy/", "#777777", categories
+        )
+        desc = "; ".join(
+            f"{c.label}: " + (", ".join(s.label for s in c.children) or "no subcategories")
+            for c in categories
+        )
+        return charts.tree("taxonomy", root, "The PEFT taxonomy with paper counts", desc)
+
+    def taxonomy_pages(self) -> Iterator[Page]:
+        by_category, by_sub = self.model.by_category, self.model.by_subcategory
+        yield self.page(
+            "taxonomy/index.md",
+            "Taxonomy",
+            "taxonomy.html",
+            sidebar=True,
+            counts={c: len(by_category.get(c, [])) for c in self.categories},
+            sub_counts=_zero_sub_counts(self.taxonomy) | {key: len(papers) for key, papers in by_sub.items()},
+        )
+        for category in self.taxonomy.categories:
+            papers = by_category.get(category.id, [])
+            children = [
+                (s.name, subcategory_url(category.id, s.id), len(by_sub.get((category.id, s.id), [])))
+                for s in category.subcategories
+            ]
+            yield self.group_page(
+                category_url(category.id),
+                category.name,
+                category.definition,
+                papers,
+                self.model.grouped_by_fm(papers),
+                {"category": category.id},
+                children=children,
+            )
+            for sub in category.subcategories:
+                papers = by_sub.get((category.id, sub.id), [])
+                yield self.group_page(
+                    subcategory_url(category.id, sub.id),
+                    sub.name,
+                    sub.definition,
+                    papers,
+                    self.model.grouped_by_fm(papers),
+                    {"subcategory": f"{category.id}/{sub.id}"},
+                    parent=(category.name, category_url(category.id)),
+                )
+
+    def fm_pages(self) -> Iterator[Page]:
+        fm_counts = {fm: len(self.model.by_fm.get(fm, [])) for fm in self.fms}
+        yield self.page(
+            "foundation-models/index.md",
+            "Foundation models",
+            "fm_index.html",
+            sidebar=True,
+            fm_counts=fm_counts,
+        )
+        for fm in self.taxonomy.foundation_models:
+            papers = self.model.by_fm.get(fm.id, [])
+            yield self.group_page(
+                fm_url(fm.id),
+                fm.name,
+                fm.definition,
+                papers,
+                self.model.grouped_by_category(papers),
+                {"fm": fm.id},
+            )
+
+    def group_page(
+        self,
+        url: str,
+        title: str,
+        definition: str,
+        papers: list[Paper],
+        groups: list[tuple[Any, list[Paper]]],
+        explorer_query: dict[str, str],
+        children: list[tuple[str, str, int]] | None = None,
+        parent: tuple[str, str] | None = None,
+    ) -> Page:
+        return self.page(
+            url + "index.md",
+            title,
+            "group.html",
+            sidebar=True,
+            definition=definition,
+            total=len(papers),
+            groups=[(group.name, members) for group, members in groups],
+            explorer_query=urlencode(explorer_query),
+            children=children or [],
+            parent=parent,
+        )
+
+    def explorer(self) -> Page:
+        rows = [self.explorer_row(p) for p in self.catalog.papers]
+        venues = sorted({row["venue"] for row in rows}, key=str.lower)
+        facets = [
+            _Facet("category", "Category", [(c.id, c.name) for c in self.taxonomy.categories]),
+            _Facet(
+                "subcategory",
+                "Subcategory",
+                [(f"{c.id}/{s.id}", s.name) for c in self.taxonomy.categories for s in c.subcategories],
+            ),
+            _Facet("fm", "Foundation model", [(fm.id, f"{fm.id}: {fm.name}") for fm in self.fms.values()]),
+            _Facet("venue", "Venue", [(v, v) for v in venues]),
+        ]
+        data = [
+            {
+                "key": row["key"],
+                "category": row["category_id"],
+                "subcategory": row["subcategory_id"],
+                "fm": row["fms"],
+                "year": row["year"],
+                "venue": row["venue"],
+                "code": bool(row["code"]),
+                "refimpl": row["refimpl"],
+                "text": row["text"],
+                "sort": {k: row[k] for k in ("title", "authors", "venue", "category", "method")},
+            }
+            for row in rows
+        ]
+        return self.page(
+            "explorer/index.md",
+            "Explorer",
+            "explorer.html",
+            rows=rows,
+            facets=facets,
+            years=sorted({row["year"] for row in rows if row["year"]}),
+            data_json=script_json(data),
+            searchable=False,
+        )
+
+    def explorer_row(self, paper: Paper) -> dict[str, Any]:
+        category = self.categories[paper.category]
+        return {
+            "key": paper.key,
+            "title": paper.title,
+            "authors": authors_short(paper),
+            "year": paper.display_year,
+            "venue": paper.display_venue,
+            "category_id": paper.category,
+            "category": category.name,
+            "subcategory_id": f"{paper.category}/{paper.subcategory}" if paper.subcategory else "",
+            "subcategory": self.subcategory_name(paper) if paper.subcategory else "",
+            "fms": list(paper.foundation_models),
+            "code": paper.links.code,
+            "refimpl": paper.refimpl.relation == Relation.implements,
+            "method": paper.refimpl.method,
+            "text": " ".join([paper.title, *paper.authors, paper.summary]),
+        }
+
+    def method_pages(self) -> Iterator[Page]:
+        yield self.page(
+            "methods/index.md", "Methods", "methods.html", methods=list(self.model.methods.values())
+        )
+        for method in self.model.methods.values():
+            yield self.page(
+                method_url(method.name) + "index.md", method.name, "method.html", in_nav=False, method=method
+            )
+
+    def trends(self) -> Page:
+        papers = self.catalog.papers
+        dated = [p for p in papers if p.display_year]
+        years = (
+            list(range(min(p.display_year for p in dated), max(p.display_year for p in dated) + 1))
+            if dated
+            else []
+        )
+        year_labels = [str(y) for y in years]
+        fm_ids = list(self.fms)
+        categories = self.taxonomy.categories
+
+        def per_year(belongs: Any, keys: Iterable[str]) -> list[list[int]]:
+            counts = Counter((p.display_year, k) for p in dated for k in keys if belongs(p, k))
+            return [[counts[(y, k)] for y in years] for k in keys]
+
+        by_fm = per_year(lambda p, fm: fm in p.foundation_models, fm_ids)
+        by_cat = per_year(lambda p, c: p.category == c, [c.id for c in categories])
+        fm_series = [charts.Series(fm, self.fms[fm].color, tuple(v)) for fm, v in zip(fm_ids, by_fm)]
+        cat_series = [
+            charts.Series(c.name, charts.palette_color(i), tuple(v))
+            for i, (c, v) in enumerate(zip(categories, by_cat))
+        ]
+        grid = [
+            [sum(1 for p in self.model.by_fm.get(fm, []) if p.category == c.id) for fm in fm_ids]
+            for c in categories
+        ]
+        charts_ = [
+            _Chart(
+                "Papers per year by foundation-model type",
+                charts.stacked_bars(
+                    "fm-year",
+                    year_labels,
+                    fm_series,
+                    "Papers per year by FM type",
+                    _describe(fm_series, year_labels),
+                ),
+                "FM type",
+                year_labels,
+                [(fm, v) for fm, v in zip(fm_ids, by_fm)],
+            ),
+            _Chart(
+                "Papers per year by category",
+                charts.stacked_bars(
+                    "category-year",
+                    year_labels,
+                    cat_series,
+                    "Papers per year by category",
+                    _describe(cat_series, year_labels),
+                ),
+                "Category",
+                year_labels,
+                [(c.name, v) for c, v in zip(categories, by_cat)],
+            ),
+            _Chart(
+                "Categories by foundation-model type",
+                charts.matrix(
+                    "category-fm",
+                    [c.name for c in categories],
+                    fm_ids,
+                    grid,
+                    "Papers per category and FM type",
+                    "; ".join(
+                        f"{c.name}: " + ", ".join(f"{fm} {n}" for fm, n in zip(fm_ids, row))
+                        for c, row in zip(categories, grid)
+                    ),
+                ),
+                "Category",
+                fm_ids,
+                [(c.name, row) for c, row in zip(categories, grid)],
+            ),
+        ]
+        for chart in charts_:
+            chart.svg = Markup(chart.svg)
+        return self.page(
+            "trends/index.md",
+            "Trends",
+            "trends.html",
+            charts=charts_,
+            undated=len(papers) - len(dated),
+            searchable=False,
+        )
+
+    def paper(self, paper: Paper) -> Page:
+        links = [
+            (label, href)
+            for label, href in (
+                ("Paper", paper.links.paper),
+                ("arXiv", arxiv_url(paper.links.arxiv) if paper.links.arxiv else None),
+                ("Code", paper.links.code),
+                ("Project page", paper.links.project),
+            )
+            if href
+        ]
+        upstream = paper.upstream
+        upstream_fields = [
+            (label, value)
+            for label, value in (
+                ("title", upstream and upstream.title),
+                ("venue", upstream and upstream.venue),
+                ("authors", upstream and upstream.authors),
+            )
+            if value
+        ]
+        return self.page(
+            paper_url(paper.key) + "index.md",
+            paper.title,
+            "paper.html",
+            in_nav=False,
+            paper=paper,
+            kind_note=KIND_NOTES.get(paper.kind),
+            links=links,
+            command=Method(paper.refimpl.method).command,
+            bibtex=exports.bibtex_entry(paper, key=self.bibtex_keys[paper.key]),
+            upstream_fields=upstream_fields,
+            related=self.related(paper),
+        )
+
+    def related(self, paper: Paper) -> list[tuple[str, list[Paper], str]]:
+        """(heading, up to RELATED_LIMIT papers, explorer query for the rest or "") per kind of kinship."""
+        same_method = [p for p, _ in self.model.methods[paper.refimpl.method].papers if p.key != paper.key]
+        same_area: list[Paper] = []
+        seen = {paper.key}
+        for fm in paper.foundation_models:
+            for other in self.model.by_fm.get(fm, []):
+                if other.category == paper.category and other.key not in seen:
+                    seen.add(other.key)
+                    same_area.append(other)
+                    if len(same_area) > RELATED_LIMIT:
+                        break
+        area_query = urlencode(
+            [("category", paper.category), *(("fm", fm) for fm in paper.foundation_models)]
+        )
+        groups = [
+            (f"Other papers linked to {paper.refimpl.method}", same_method, ""),
+            ("Same category and FM type", same_area, area_query),
+        ]
+        return [
+            (heading, papers[:RELATED_LIMIT], query if len(papers) > RELATED_LIMIT else "")
+            for heading, papers, query in groups
+            if papers
+        ]
+
+
+@dataclass
+class _Facet:
+    name: str
+    label: str
+    options: list[tuple[str, str]]
+
+
+@dataclass
+class _Chart:
+    heading: str
+    svg: str
+    row_header: str
+    column_labels: list[str]
+    rows: list[tuple[str, list[int]]]
+
+
+def _describe(series: list[charts.Series], labels: list[str]) -> str:
+    return "; ".join(
+        f"{item.label}: " + (", ".join(f"{x} {v}" for x, v in zip(labels, item.values) if v) or "none")
+        for item in series
+    )
+
+
+def _zero_sub_counts(taxonomy: Any) -> dict[tuple[str, str], int]:
+    return {(c.id, s.id): 0 for c in taxonomy.categories for s in c.subcategories}
+
+
+def escaped_title(page: Page) -> str:
+    """mkdocs and Material print page titles as HTML, so the plain-text title is escaped once here."""
+    return escape(page.title)
