@@ -1,0 +1,87 @@
+"""Prefix-tuning: agrees with huggingface peft (counts and outputs), folds its MLP away without changing the
+outputs, and masks padding correctly around the prefix."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import PrefixTuningConfig, TaskType, get_peft_model
+
+import refimpl
+from refimpl.models import tiny_model
+from refimpl.prompt.prefix_tuning import fold_reparameterization
+
+from .conftest import tiny_batch, train_steps
+
+LENGTH, MID = 5, 16
+
+
+def logits(model, batch):
+    with torch.no_grad():
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+@pytest.mark.parametrize("projection", [False, True], ids=["direct", "mlp"])
+def test_matches_peft_prefix_tuning_in_count_and_outputs(model_type, projection):
+    config = PrefixTuningConfig(
+        task_type=TaskType.CAUSAL_LM,
+        num_virtual_tokens=LENGTH,
+        prefix_projection=projection,
+        encoder_hidden_size=MID,
+    )
+    theirs = get_peft_model(tiny_model(model_type), config)
+    ours = refimpl.apply(
+        tiny_model(model_type),
+        "prefix_tuning",
+        prefix_length=LENGTH,
+        reparameterization=projection,
+        mid_dim=MID,
+    )
+    assert refimpl.trainable_parameters(ours)[0] == theirs.get_nb_trainable_parameters()[0]
+
+    encoder = theirs.prompt_encoder["default"]
+    with torch.no_grad():
+        if projection:
+            ours.prefix_tuning.embedding.copy_(encoder.embedding.weight)
+            ours.prefix_tuning.mlp.load_state_dict(encoder.transform.state_dict())
+        else:
+            ours.prefix_tuning.prefix.copy_(encoder.embedding.weight)
+    batch = tiny_batch(model_type)
+    torch.testing.assert_close(logits(ours, batch), logits(theirs, batch), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "llama"])
+def test_folding_the_mlp_keeps_outputs_and_stores_only_the_prefix(model_type, tmp_path):
+    model = refimpl.apply(tiny_model(model_type), "prefix_tuning", prefix_length=LENGTH, mid_dim=MID)
+    batch = tiny_batch(model_type)
+    train_steps(model, batch, steps=2)
+    before = logits(model, batch)
+    fold_reparameterization(model)
+    torch.testing.assert_close(logits(model, batch), before, rtol=0, atol=1e-6)
+    config = model.config
+    kv = 16 if model_type == "llama" else config.hidden_size  # LLaMA: 2 kv heads × head_dim 8
+    assert refimpl.trainable_parameters(model)[0] == LENGTH * config.num_hidden_layers * 2 * kv
+    refimpl.save_adapter(model, tmp_path)
+    loaded = refimpl.load_adapter(tiny_model(model_type), tmp_path)
+    assert not hasattr(loaded.prefix_tuning, "mlp")
+    torch.testing.assert_close(logits(loaded, batch), before, rtol=0, atol=1e-6)
+    with pytest.raises(refimpl.RefimplError, match="reparameterised"):
+        fold_reparameterization(model)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
+def test_padding_is_masked_but_the_prefix_is_seen(model_type):
+    model = refimpl.apply(tiny_model(model_type), "prefix_tuning", prefix_length=LENGTH, mid_dim=MID)
+    batch = tiny_batch(model_type, batch=2, length=8)
+    mask = batch["attention_mask"].clone()
+    mask[1, 5:] = 0  # right padding: the second sequence has 5 real tokens
+    padded = model(input_ids=batch["input_ids"], attention_mask=mask).logits
+    alone = logits(model, {"input_ids": batch["input_ids"][1:, :5], "attention_mask": mask[1:, :5]})
+    expected = alone[0] if model_type == "bert" else alone[0, :5]
+    got = padded[1] if model_type == "bert" else padded[1, :5]
+    torch.testing.assert_close(got.detach(), expected, rtol=0, atol=1e-5)
+    refimpl.remove(model)
+    assert not torch.allclose(
+        logits(model, {"input_ids": batch["input_ids"][1:, :5], "attention_mask": mask[1:, :5]}), alone
+    )
