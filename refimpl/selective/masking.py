@@ -1,0 +1,115 @@
+"""Masking — Zhao et al., "Masking as an Efficient Alternative to Finetuning for Pretrained Language Models",
+EMNLP 2020 (catalogue: masking).
+
+    W = W0 ⊙ M,   M = 1[S > τ]   (S real-valued scores; ∂L/∂S taken as ∂L/∂M: the straight-through estimator)
+
+Trainable: one score per weight of every targeted linear layer (all linear layers of the blocks by default), and
+the task head, which the paper trains with the masks. Only the binary mask needs storing per task, but we count
+what is learned: one score per mask entry. The scores start at `initial_score` > τ, so the mask starts all ones
+and the model starts unchanged (the paper also studies starting from a partly sparse mask; not done here).
+
+Merging writes W0 ⊙ M into the weight in place. Masked-out weights would then be lost, so `merge` keeps them in
+a non-persistent buffer (`masked_out`, released by `unmerge`, which adds them back: W0 ⊙ M + W0 ⊙ (1 − M) = W0
+exactly, since one of the two terms is zero for every entry).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from ..core.api import replace_module
+from ..core.errors import RefimplError
+from ..core.layers import DeltaLinear, new_parameter, weight_out_in
+from ..core.registry import Method, MethodOptions, register
+from ..core.targeting import Targets, find_targets, linear_dims, task_head_parameters
+
+
+class MaskedLinear(DeltaLinear):
+    """A frozen linear layer whose weight is multiplied by a binary mask thresholded from learned scores."""
+
+    def __init__(self, base: nn.Module, threshold: float, initial_score: float) -> None:
+        super().__init__(base)
+        self.threshold = threshold
+        self.scores = new_parameter(self.out_features, self.in_features, like=base.weight, init="zeros")
+        with torch.no_grad():
+            self.scores.fill_(initial_score)
+
+    def mask(self) -> torch.Tensor:
+        """The binary mask in the forward pass; its gradient passes straight through to the scores."""
+        hard = (self.scores > self.threshold).to(self.scores.dtype)
+        return hard + self.scores - self.scores.detach()
+
+    def delta_weight(self) -> torch.Tensor:
+        return weight_out_in(self.base) * (self.mask() - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return self.base(x)
+        weight = weight_out_in(self.base) * self.mask().to(x.dtype)
+        return F.linear(x, weight, self.base.bias)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if self.merged:
+            raise RefimplError("the adapter is already merged")
+        weight = weight_out_in(self.base)
+        keep = (self.scores > self.threshold).to(weight.dtype)
+        self.register_buffer("masked_out", weight * (1 - keep), persistent=False)
+        weight.mul_(keep)
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if not self.merged:
+            raise RefimplError("the adapter is not merged")
+        weight_out_in(self.base).add_(self.masked_out)
+        del self.masked_out
+        self.merged = False
+
+
+class MaskingOptions(MethodOptions):
+    threshold: float = Field(5e-3, description="τ: a weight is kept where its score exceeds it")
+    initial_score: float = Field(
+        1e-2, description="every score's starting value; above τ, so the mask starts all ones"
+    )
+    target_modules: Targets = Field(
+        "all-linear", description='linear layers to mask: suffixes, a regex, or "all-linear" (no heads)'
+    )
+    train_head: bool = Field(True, description="also train the task head, as the paper does")
+
+    @model_validator(mode="after")
+    def _starts_unmasked(self) -> MaskingOptions:
+        if self.initial_score <= self.threshold:
+            raise ValueError("initial_score must exceed threshold, so that the mask starts all ones")
+        return self
+
+
+@register
+class Masking(Method):
+    name = "masking"
+    category = "selective"
+    foundation_models = ("LLM",)
+    papers = ("masking",)
+    summary = "Learn a binary mask over the frozen pretrained weights, thresholded from real-valued scores."
+    update_rule = "W = W0 ⊙ 1[S > τ]  (straight-through gradient to the scores S)"
+    trainable = "one score per weight of the masked linear layers, and the task head"
+    mergeable = True
+    identity_at_init = True
+    Options = MaskingOptions
+
+    def inject(self, model: nn.Module, options: MaskingOptions) -> None:
+        for name, module in find_targets(model, options.target_modules):
+            replace_module(model, name, MaskedLinear(module, options.threshold, options.initial_score))
+        if options.train_head:
+            for parameter in task_head_parameters(model):
+                parameter.requires_grad_(True)
+
+    def expected_trainable(self, model: nn.Module, options: MaskingOptions) -> int:
+        masks = sum(
+            i * o for i, o in (linear_dims(m) for _, m in find_targets(model, options.target_modules))
+        )
+        head = sum(p.numel() for p in task_head_parameters(model)) if options.train_head else 0
+        return masks + head
