@@ -205,11 +205,12 @@ def papers_csv(catalog: Catalog) -> str:
 
 
 def write_exports(catalog: Catalog, out_dir: Path) -> list[Path]:
-    """Write catalog.json, papers.bib and papers.csv into `out_dir`, each file atomically."""
-    texts = {"catalog.json": catalog_json, "papers.bib": papers_bib, "papers.csv": papers_csv}
-    written = []
-    for name in EXPORT_FILES:
-        path = Path(out_dir) / name
-        atomic_write_text(path, texts[name](catalog))
-        written.append(path)
-    return written
+    """Write catalog.json, papers.bib and papers.csv into `out_dir`, each file atomically.
+
+    All three are rendered before the first is written, so a failure leaves every old file in place.
+    """
+    renderers = {"catalog.json": catalog_json, "papers.bib": papers_bib, "papers.csv": papers_csv}
+    texts = {Path(out_dir) / name: renderers[name](catalog) for name in EXPORT_FILES}
+    for path, text in texts.items():
+        atomic_write_text(path, text)
+    return list(texts)

@@ -128,14 +128,25 @@ def field_name(location: Location) -> str:
     return name or "(document)"
 
 
-def registered_methods() -> frozenset[str] | None:
-    """The method names refimpl registers, or None while refimpl offers no `methods()`."""
+@dataclass(frozen=True)
+class RefimplMethods:
+    registered: frozenset[str]
+    planned: frozenset[str]
+
+
+def refimpl_methods() -> RefimplMethods | None:
+    """What refimpl registers and plans, or None while it offers no `methods()` (all count as planned)."""
     try:
         refimpl = importlib.import_module("refimpl")
     except ImportError:
         return None
     methods = getattr(refimpl, "methods", None)
-    return frozenset(info.name for info in methods()) if callable(methods) else None
+    if not callable(methods):
+        return None
+    planned = getattr(refimpl, "planned_methods", None)
+    return RefimplMethods(
+        frozenset(info.name for info in methods()), frozenset(planned() if callable(planned) else ())
+    )
 
 
 class _Checker:
@@ -209,7 +220,7 @@ class _Checker:
 
     def papers(self, taxonomy: Taxonomy | None) -> list[Paper]:
         papers: list[Paper] = []
-        entries = _PaperChecks(self, taxonomy, registered_methods())
+        entries = _PaperChecks(self, taxonomy, refimpl_methods())
         for path in self._paper_files():
             document = self.read(path)
             if document is None:
@@ -260,7 +271,7 @@ class _PaperChecks:
     They read the raw YAML data (type-guarded) so an entry with schema errors is still checked.
     """
 
-    def __init__(self, checker: _Checker, taxonomy: Taxonomy | None, methods: frozenset[str] | None) -> None:
+    def __init__(self, checker: _Checker, taxonomy: Taxonomy | None, methods: RefimplMethods | None) -> None:
         self.add = checker.add
         self.methods = methods
         self.subcategories = (
@@ -325,8 +336,9 @@ class _PaperChecks:
         for location, name in named:
             if not (isinstance(name, str) and _METHOD_NAME.fullmatch(name)):
                 continue
-            if self.methods is None:
-                message = f"planned method {name!r}: refimpl does not register methods yet"
+            if self.methods is None or name in self.methods.planned:
+                message = f"planned method {name!r}: refimpl does not implement it yet"
                 self.add(path, line(location), field_name(location), message, "warning")
-            elif name not in self.methods:
-                self.add(path, line(location), field_name(location), f"refimpl has no method {name!r}")
+            elif name not in self.methods.registered:
+                message = f"refimpl has no method {name!r} (neither registered nor planned)"
+                self.add(path, line(location), field_name(location), message)

@@ -19,7 +19,14 @@ from atlas.text import normalise_title
 README = Path("README.md")
 TEMPLATES = Path(__file__).parent / "templates"
 
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>()#!|~&{}])")
+# Markdown punctuation is backslash-escaped; HTML and the table/strike-through characters become
+# entities, which every renderer (GitHub, Python-Markdown) shows literally.
+_MARKDOWN_ESCAPES = str.maketrans(
+    {
+        **{char: "\\" + char for char in "\\`*_[]()#!{}"},
+        **{"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "~": "&#126;"},
+    }
+)
 _URL_UNSAFE = str.maketrans({" ": "%20", "(": "%28", ")": "%29", "<": "%3C", ">": "%3E"})
 _KIND_NOTES = {
     PaperKind.analysis: "analysis, not a method",
@@ -30,7 +37,7 @@ _KIND_NOTES = {
 
 def md(text: object) -> str:
     """Catalogue text shown literally by a Markdown renderer (no emphasis, links or HTML)."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(str(text).split()))
+    return " ".join(str(text).split()).translate(_MARKDOWN_ESCAPES)
 
 
 def md_url(url: str) -> str:

@@ -47,9 +47,9 @@ def todo(what: str) -> str:
 
 def derive_key(title: str, taken: Iterable[str] = ()) -> str:
     """A file key from the title: the name before a colon when short ("LoRA: ..." -> lora),
-    else its first four significant words; numbered when already taken."""
+    else its first five significant words; numbered when already taken."""
     name, colon, _ = title.partition(":")
-    words = ascii_words(name) if colon and len(name.split()) <= 3 else significant_words(title)[:4]
+    words = ascii_words(name) if colon and len(name.split()) <= 3 else significant_words(title)[:5]
     base = "-".join(words or ascii_words(title)[:4]) or "paper"
     taken = set(taken)
     key, number = base, 2
