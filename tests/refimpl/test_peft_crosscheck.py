@@ -71,3 +71,15 @@ def test_prompt_tuning_matches_peft_in_count_and_logits(fresh, model_type):
     if model_type != "bert":
         expected = expected[:, length:]  # peft returns logits for the virtual tokens too; ours cuts them off
     torch.testing.assert_close(logits(ours, batch), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
+def test_lora_fa_trains_as_many_parameters_as_peft_lorafa_optimizer(fresh, model_type):
+    from peft.optimizers import create_lorafa_optimizer
+
+    targets = LORA_TARGETS[model_type]
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets, fan_in_fan_out=model_type == "gpt2")
+    reference = peft.get_peft_model(fresh(model_type), config)
+    create_lorafa_optimizer(reference, r=4, lora_alpha=8, lr=1e-3)  # peft's LoRA-FA freezes lora_A here
+    ours = refimpl.apply(fresh(model_type), "lora_fa", r=4, alpha=8.0, target_modules=targets)
+    assert refimpl.trainable_parameters(ours)[0] == reference.get_nb_trainable_parameters()[0]
