@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
+
+import pydantic_core
 
 from atlas.fsutil import atomic_write_text
 from atlas.loader import Catalog
@@ -22,11 +23,9 @@ EXPORT_FILES = ("catalog.json", "papers.bib", "papers.csv")
 
 def catalog_json(catalog: Catalog) -> str:
     """The taxonomy and every paper (sorted by key), each exactly as the schema describes it."""
-    document = {
-        "taxonomy": catalog.taxonomy.model_dump(mode="json"),
-        "papers": [paper.model_dump(mode="json") for paper in catalog.papers],
-    }
-    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    document = {"taxonomy": catalog.taxonomy, "papers": list(catalog.papers)}
+    # pydantic's serialiser writes indented JSON many times faster than json.dumps(indent=...).
+    return pydantic_core.to_json(document, indent=2).decode("utf-8") + "\n"
 
 
 # --- BibTeX ----------------------------------------------------------------------------------

@@ -118,8 +118,20 @@ def read_yaml(raw: bytes, mark: str | None = None) -> Document:
     if node is None:
         raise YamlProblem(1, "file is empty")
     builder = _Builder(mark)
-    data = builder.build(node, (), 0)
+    data = builder.build(node, None, 0)
     return Document(data, node, tuple(builder.duplicates), tuple(builder.marked))
+
+
+# While building, a location is a cheap chain (parent chain, part); it is flattened only when kept.
+_Chain = tuple | None
+
+
+def _flatten(chain: _Chain) -> Location:
+    parts: list[str | int] = []
+    while chain is not None:
+        chain, part = chain
+        parts.append(part)
+    return tuple(reversed(parts))
 
 
 class _Builder:
@@ -129,7 +141,7 @@ class _Builder:
         self.duplicates: list[tuple[Location, int, int]] = []
         self.marked: list[Location] = []
 
-    def build(self, node: yaml.Node, location: Location, depth: int) -> object:
+    def build(self, node: yaml.Node, chain: _Chain, depth: int) -> object:
         self.budget -= 1
         if self.budget < 0:
             raise YamlProblem(
@@ -138,31 +150,32 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise YamlProblem(node.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
         tag = node.tag
+        if tag == _STR and isinstance(node, yaml.ScalarNode):  # by far the most common node
+            value = node.value
+            if self.mark and self.mark in value and value.lstrip().startswith(self.mark):
+                self.marked.append(_flatten(chain))
+            return value
         if tag == _MAP and isinstance(node, yaml.MappingNode):
-            return self._mapping(node, location, depth)
+            return self._mapping(node, chain, depth)
         if tag == _SEQ and isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*location, i), depth + 1) for i, item in enumerate(node.value)]
+            return [self.build(item, (chain, i), depth + 1) for i, item in enumerate(node.value)]
         if tag in _SCALARS and isinstance(node, yaml.ScalarNode):
             construct = _SCALARS[tag]
-            if construct is not None:
-                return construct(_constructor, node)
-            if self.mark and node.value.lstrip().startswith(self.mark):
-                self.marked.append(location)
-            return node.value
+            return node.value if construct is None else construct(_constructor, node)
         raise YamlProblem(node.start_mark.line + 1, f"YAML tag {tag.replace(_TAG, '!!')} is not allowed")
 
-    def _mapping(self, node: yaml.MappingNode, location: Location, depth: int) -> dict:
+    def _mapping(self, node: yaml.MappingNode, chain: _Chain, depth: int) -> dict:
         result: dict[str, object] = {}
-        first_lines: dict[str, int] = {}
         for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SCALARS:
+            if key_node.tag not in _SCALARS or not isinstance(key_node, yaml.ScalarNode):
                 raise YamlProblem(
-                    line, "mapping keys must be plain names (no tags, complex keys or << merges)"
+                    key_node.start_mark.line + 1,
+                    "mapping keys must be plain names (no tags, complex keys or << merges)",
                 )
             key = key_node.value
-            if key in first_lines:
-                self.duplicates.append(((*location, key), line, first_lines[key]))
-            first_lines.setdefault(key, line)
-            result[key] = self.build(value_node, (*location, key), depth + 1)
+            if key in result:
+                first = next(k for k, _ in node.value if k.value == key)
+                line = key_node.start_mark.line + 1
+                self.duplicates.append((_flatten((chain, key)), line, first.start_mark.line + 1))
+            result[key] = self.build(value_node, (chain, key), depth + 1)
         return result
