@@ -1,0 +1,81 @@
+"""FISH mask — Sung et al., "Training Neural Networks with Fixed Sparse Masks", NeurIPS 2021 (catalogue: fish).
+
+    F̂_j = Σ_n (∂ log p(y_n | x_n) / ∂θ_j)²   over a few task examples;   mask = top-k of F̂;   θ = θ0 + Δ, Δ = 0 off mask
+
+Trainable: exactly k = `keep_ratio` × (weights of the targeted linear layers) entries (0.5% by default, as in
+Table 1 of the survey), stored as a sparse delta (`refimpl.core.sparse`): only the k values and their positions,
+plus the task head, trained densely because it is new. Merging adds the k values into the weights in place.
+
+`apply` builds the sparse delta with a fixed-seed random choice of positions (the paper's random-mask
+baseline); `compute_fisher_mask(model, batches)` then computes the empirical Fisher on task data and installs the
+top-k mask, which is saved with the adapter. Simplification: the paper scores every parameter; we score the
+weights of the targeted linear layers (all linear layers of the blocks by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ..core.api import state_of
+from ..core.errors import RefimplError
+from ..core.registry import Method, MethodOptions, register
+from ..core.sparse import empirical_fisher, inject_sparse_delta, select_top_k, sparse_capacity, sparse_layers
+from ..core.targeting import Targets, task_head_parameters
+
+
+class FishMaskOptions(MethodOptions):
+    keep_ratio: float = Field(
+        0.005, gt=0, le=1, description="fraction of the targeted weights that is trained"
+    )
+    target_modules: Targets = Field(
+        "all-linear", description='linear layers scored: suffixes, a regex, or "all-linear" (no heads)'
+    )
+    train_head: bool = Field(True, description="also train the (new) task head densely")
+
+
+def compute_fisher_mask(
+    model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], keep_ratio: float | None = None
+) -> torch.Tensor:
+    """Score the targeted weights by their empirical Fisher over `batches` (give one example per batch for the
+    per-example Fisher of the paper) and keep the top k. Returns the kept flat positions. `keep_ratio`, if given,
+    must be the adapter's: k is fixed when the method is applied."""
+    options = state_of(model).options
+    if not isinstance(options, FishMaskOptions):
+        raise RefimplError("compute_fisher_mask needs a model adapted with 'fish_mask'")
+    if keep_ratio is not None and keep_ratio != options.keep_ratio:
+        raise RefimplError(
+            f"keep_ratio {keep_ratio} differs from the adapter's {options.keep_ratio}; apply fish_mask with it"
+        )
+    return select_top_k(model, empirical_fisher(model, batches, sparse_layers(model)))
+
+
+@register
+class FishMask(Method):
+    name = "fish_mask"
+    category = "selective"
+    foundation_models = ("LLM",)
+    papers = ("fish",)
+    summary = (
+        "Train only the k weights with the largest empirical Fisher information, as a fixed sparse mask."
+    )
+    update_rule = (
+        "θ = θ0 + Δ,  Δ non-zero only on the top-k entries of the empirical Fisher Σ_n (∂ log p / ∂θ)²"
+    )
+    trainable = "k = keep_ratio × (targeted weights) sparse delta values, and the task head"
+    mergeable = True
+    identity_at_init = True
+    Options = FishMaskOptions
+
+    def inject(self, model: nn.Module, options: FishMaskOptions) -> None:
+        inject_sparse_delta(model, options.target_modules, options.keep_ratio)
+        if options.train_head:
+            for parameter in task_head_parameters(model):
+                parameter.requires_grad_(True)
+
+    def expected_trainable(self, model: nn.Module, options: FishMaskOptions) -> int:
+        k = sparse_capacity(model, options.target_modules, options.keep_ratio)[1]
+        return k + (sum(p.numel() for p in task_head_parameters(model)) if options.train_head else 0)
