@@ -97,3 +97,11 @@ def test_readme_check_fails_when_stale_and_passes_after_regenerating(project: Pa
     assert "README.md is stale" in err and "\n+" in err
     assert main(["readme", "--root", str(project)]) == 0
     assert main(["readme", "--check", "--root", str(project)]) == 0
+
+
+def test_a_paper_link_that_is_the_arxiv_page_is_shown_once(project: Path) -> None:
+    arxiv_page = "https://arxiv.org/abs/2301.00001"
+    write_paper(project, "novel.yaml", NOVEL.replace("links:\n", f"links:\n  paper: {arxiv_page}\n"))
+    text = render_readme(load_catalog(project))
+    assert f"[[arXiv]]({arxiv_page}) [[code]](https://example.org/code)" in text
+    assert text.count(arxiv_page) == 1

@@ -127,9 +127,10 @@ def _source_files(root: Path) -> dict[str, str]:
 
 def _links(paper: Paper, sources: dict[str, str]) -> str:
     """The entry's link line: [[paper]](...) [[arXiv]](...) ... for the links it has."""
+    arxiv = paper.links.arxiv and arxiv_url(paper.links.arxiv)
     links = [
-        ("paper", paper.links.paper),
-        ("arXiv", paper.links.arxiv and arxiv_url(paper.links.arxiv)),
+        ("paper", paper.links.paper if paper.links.paper != arxiv else None),  # no twin links
+        ("arXiv", arxiv),
         ("code", paper.links.code),
         ("project", paper.links.project),
         (
