@@ -24,7 +24,11 @@ TEMPLATES = Path(__file__).parent / "templates"
 _MARKDOWN_ESCAPES = str.maketrans(
     {
         **{char: "\\" + char for char in "\\`*_[]()#!{}"},
-        **{"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "~": "&#126;"},
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        "|": "&#124;",
+        "~": "&#126;",
     }
 )
 _URL_UNSAFE = str.maketrans({" ": "%20", "(": "%28", ")": "%29", "<": "%3C", ">": "%3E"})
