@@ -187,7 +187,7 @@ def _differences(item: ListedPaper, paper: Paper) -> list[str]:
         ("venue", item.venue_as_listed, [ours_venue, upstream and upstream.venue]),
         ("authors", ", ".join(item.authors), [", ".join(paper.authors), upstream and upstream.authors]),
         ("links.paper", item.paper_url, [paper.links.paper]),
-        ("links.code", item.code_url, [paper.links.code]),
+        ("links.code", item.code_url, [paper.links.code, paper.links.project]),  # lists mix the two
     ]
     differences = []
     for name, listed, known in checks:
