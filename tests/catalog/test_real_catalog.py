@@ -10,7 +10,7 @@ import bibtexparser
 import pytest
 from atlas.cli import main
 from atlas.exports import bibtex_keys, papers_bib
-from atlas.importer import parse_awesome
+from atlas.importer import import_awesome, parse_awesome
 from atlas.loader import Catalog, check_catalog, load_catalog
 from atlas.readme import readme_diff
 from atlas.schemafiles import stale_schemas
@@ -62,6 +62,8 @@ def test_the_importer_recovers_the_75_upstream_titles(real: Catalog) -> None:
     in_list = {normalise_title(p.upstream.title or p.title) for p in real.papers if p.upstream}
     assert len(listed) == 75
     assert {normalise_title(item.title) for item in listed} == in_list
+    report = import_awesome(real, UPSTREAM_LIST.read_text(encoding="utf-8"))
+    assert report.new == () and len({match.paper.key for match in report.matches}) == 75
 
 
 def test_the_committed_json_schemas_are_fresh() -> None:
