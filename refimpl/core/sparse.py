@@ -106,6 +106,17 @@ def select_top_k(model: nn.Module, scores: Sequence[torch.Tensor]) -> torch.Tens
     return chosen
 
 
+def top_k_masks(scores: Sequence[torch.Tensor], k: int) -> list[torch.Tensor]:
+    """Boolean masks, shaped like `scores`, of the k highest scores over all of them together."""
+    flat = torch.cat([score.detach().flatten().float() for score in scores])
+    chosen = torch.zeros_like(flat, dtype=torch.bool)
+    chosen[flat.topk(k).indices] = True
+    return [
+        mask.view_as(score)
+        for mask, score in zip(chosen.split([s.numel() for s in scores]), scores, strict=True)
+    ]
+
+
 def empirical_fisher(
     model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], layers: Sequence[DeltaLinear]
 ) -> list[torch.Tensor]:

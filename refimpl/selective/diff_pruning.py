@@ -27,6 +27,7 @@ from torch import nn
 from ..core.api import replace_module, state_of
 from ..core.layers import DeltaLinear, new_parameter
 from ..core.registry import Method, MethodOptions, register
+from ..core.sparse import top_k_masks
 from ..core.targeting import Targets, find_targets, linear_dims, task_head_parameters
 
 
@@ -96,12 +97,9 @@ def finalize_diff(model: nn.Module, keep_ratio: float = 0.005) -> int:
     state_of(model)  # an adapted model is required
     layers = diff_layers(model)
     deltas = [layer.delta_weight() for layer in layers]
-    magnitudes = torch.cat([d.abs().flatten().float() for d in deltas])
-    keep = max(1, round(keep_ratio * magnitudes.numel()))
-    chosen = torch.zeros_like(magnitudes, dtype=torch.bool)
-    chosen[magnitudes.topk(keep).indices] = True
-    for layer, delta, mask in zip(layers, deltas, chosen.split([d.numel() for d in deltas]), strict=True):
-        layer.kept.copy_(mask.view_as(delta))
+    keep = max(1, round(keep_ratio * sum(d.numel() for d in deltas)))
+    for layer, delta, mask in zip(layers, deltas, top_k_masks([d.abs() for d in deltas], keep), strict=True):
+        layer.kept.copy_(mask)
         layer.diff.copy_(delta * layer.kept)
         layer.finalized.fill_(True)
         layer.log_alpha.requires_grad_(False)
