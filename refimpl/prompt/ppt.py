@@ -135,6 +135,9 @@ class PPT(Method):
     summary = "Prompt tuning started from a soft prompt pre-trained on self-supervised tasks."
     update_rule = "h = f([P; E(x)]),  P initialised from P* pre-trained on unlabelled data"
     trainable = "the soft prompt P (prompt_length × hidden)"
+    # The suite's BERT is a sequence classifier reading position 0, where prepend_prompt puts a prompt token: every
+    # example then gets the same output and the loss cannot move beyond noise (reported to the core owner).
+    model_types = ("gpt2", "llama")
     Options = TransferredPromptOptions
 
     def inject(self, model: nn.Module, options: TransferredPromptOptions) -> None:

@@ -29,17 +29,18 @@ def test_sentence_pairs_have_the_three_ppt_labels_and_the_right_segments():
 
 
 def test_pretrained_prompt_lowers_its_loss_and_initialises_the_downstream_prompt(tmp_path):
-    source = refimpl.apply(tiny_model("bert", num_labels=3), "ppt", prompt_length=LENGTH)
-    batch = next_sentence_pairs(documents(), segment=4)
-    losses = pretrain_prompt(source, [batch], steps=15)
-    assert losses[-1] < losses[0]
+    source = refimpl.apply(tiny_model("gpt2"), "ppt", prompt_length=LENGTH)
+    text = torch.stack(documents(count=4))  # unlabelled text, language-modelling objective
+    batch = {"input_ids": text, "attention_mask": torch.ones_like(text), "labels": text}
+    losses = pretrain_prompt(source, [batch], steps=15, lr=0.1)
+    assert losses[-1] < losses[0] - 0.1
     refimpl.save_adapter(source, tmp_path)
 
-    target = refimpl.apply(tiny_model("bert"), "ppt", prompt_length=LENGTH, init_from=str(tmp_path))
+    target = refimpl.apply(tiny_model("gpt2"), "ppt", prompt_length=LENGTH, init_from=str(tmp_path))
     assert torch.equal(target.soft_prompt.embedding, source.soft_prompt.embedding)
     assert refimpl.trainable_parameters(target)[0] == LENGTH * target.config.hidden_size
     with pytest.raises(refimpl.RefimplError, match="init_from"):
-        refimpl.apply(tiny_model("bert"), "ppt", prompt_length=LENGTH + 1, init_from=str(tmp_path))
+        refimpl.apply(tiny_model("gpt2"), "ppt", prompt_length=LENGTH + 1, init_from=str(tmp_path))
 
 
 def test_pretraining_refuses_a_model_without_a_soft_prompt():
