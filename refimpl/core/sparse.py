@@ -15,13 +15,15 @@ from collections.abc import Iterable, Sequence
 from itertools import accumulate
 
 import torch
+from pydantic import Field
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from .api import attach_module, replace_module
 from .errors import RefimplError
 from .layers import DeltaLinear, weight_out_in
-from .targeting import Targets, find_targets, linear_dims
+from .registry import Method, MethodOptions
+from .targeting import Targets, find_targets, linear_dims, task_head_parameters
 
 STORE_NAME = "sparse_delta"
 
@@ -138,3 +140,32 @@ def empirical_fisher(
         for weight in weights:
             weight.requires_grad_(False)
     return fisher
+
+
+class SparseDeltaOptions(MethodOptions):
+    keep_ratio: float = Field(
+        0.005, gt=0, le=1, description="fraction of the targeted weights that is trained"
+    )
+    target_modules: Targets = Field(
+        "all-linear", description='candidate linear layers: suffixes, a regex, or "all-linear" (no heads)'
+    )
+    train_head: bool = Field(True, description="also train the (new) task head densely")
+
+
+class SparseDeltaMethod(Method):
+    """A method that trains k chosen weights as a sparse delta, plus optionally the task head; subclasses say how
+    the k positions are chosen (a function that calls `select_top_k`)."""
+
+    mergeable = True
+    identity_at_init = True
+    Options = SparseDeltaOptions
+
+    def inject(self, model: nn.Module, options: SparseDeltaOptions) -> None:
+        inject_sparse_delta(model, options.target_modules, options.keep_ratio)
+        if options.train_head:
+            for parameter in task_head_parameters(model):
+                parameter.requires_grad_(True)
+
+    def expected_trainable(self, model: nn.Module, options: SparseDeltaOptions) -> int:
+        k = sparse_capacity(model, options.target_modules, options.keep_ratio)[1]
+        return k + (sum(p.numel() for p in task_head_parameters(model)) if options.train_head else 0)

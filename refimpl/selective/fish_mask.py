@@ -17,24 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from ..core.api import state_of
 from ..core.errors import RefimplError
-from ..core.registry import Method, MethodOptions, register
-from ..core.sparse import empirical_fisher, inject_sparse_delta, select_top_k, sparse_capacity, sparse_layers
-from ..core.targeting import Targets, task_head_parameters
-
-
-class FishMaskOptions(MethodOptions):
-    keep_ratio: float = Field(
-        0.005, gt=0, le=1, description="fraction of the targeted weights that is trained"
-    )
-    target_modules: Targets = Field(
-        "all-linear", description='linear layers scored: suffixes, a regex, or "all-linear" (no heads)'
-    )
-    train_head: bool = Field(True, description="also train the (new) task head densely")
+from ..core.registry import register
+from ..core.sparse import SparseDeltaMethod, empirical_fisher, select_top_k, sparse_layers
 
 
 def compute_fisher_mask(
@@ -43,8 +31,9 @@ def compute_fisher_mask(
     """Score the targeted weights by their empirical Fisher over `batches` (give one example per batch for the
     per-example Fisher of the paper) and keep the top k. Returns the kept flat positions. `keep_ratio`, if given,
     must be the adapter's: k is fixed when the method is applied."""
-    options = state_of(model).options
-    if not isinstance(options, FishMaskOptions):
+    state = state_of(model)
+    options = state.options
+    if state.method.name != "fish_mask":
         raise RefimplError("compute_fisher_mask needs a model adapted with 'fish_mask'")
     if keep_ratio is not None and keep_ratio != options.keep_ratio:
         raise RefimplError(
@@ -54,7 +43,7 @@ def compute_fisher_mask(
 
 
 @register
-class FishMask(Method):
+class FishMask(SparseDeltaMethod):
     name = "fish_mask"
     category = "selective"
     foundation_models = ("LLM",)
@@ -66,16 +55,4 @@ class FishMask(Method):
         "θ = θ0 + Δ,  Δ non-zero only on the top-k entries of the empirical Fisher Σ_n (∂ log p / ∂θ)²"
     )
     trainable = "k = keep_ratio × (targeted weights) sparse delta values, and the task head"
-    mergeable = True
-    identity_at_init = True
-    Options = FishMaskOptions
-
-    def inject(self, model: nn.Module, options: FishMaskOptions) -> None:
-        inject_sparse_delta(model, options.target_modules, options.keep_ratio)
-        if options.train_head:
-            for parameter in task_head_parameters(model):
-                parameter.requires_grad_(True)
-
-    def expected_trainable(self, model: nn.Module, options: FishMaskOptions) -> int:
-        k = sparse_capacity(model, options.target_modules, options.keep_ratio)[1]
-        return k + (sum(p.numel() for p in task_head_parameters(model)) if options.train_head else 0)
+    # Options: SparseDeltaOptions, whose keep_ratio defaults to 0.5%, Table 1's figure for FISH.
