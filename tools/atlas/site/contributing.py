@@ -26,5 +26,5 @@ def contributing_page(root: Path, builder: PageBuilder) -> Page:
     source = root / "CONTRIBUTING.md"
     if source.is_file():
         body = repository_links(source.read_text(encoding="utf-8"), builder.env.globals["repo_url"])
-        return Page("contributing/index.md", "Contributing", body)
+        return Page("contributing/index.md", "Contributing", body, {"hide": ["navigation"]}, markdown=True)
     return builder.page("contributing/index.md", "Contributing", "contributing.html")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.livereload import LiveReloadServer
@@ -63,11 +64,33 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     return files
 
 
+def on_env(env: Environment, **_: Any) -> Environment:
+    env.globals["atlas_sidebar_cache"] = {}  # filled by theme/main.html
+    return env
+
+
 def on_page_markdown(markdown: str, page: MkdocsPage, **_: Any) -> str:
     generated = _generated.get(page.file.src_uri)
-    if generated is not None:
-        page.meta.update(generated.meta, title=escaped_title(generated))
-    return markdown
+    if generated is None:
+        return markdown
+    page.meta.update(generated.meta, title=escaped_title(generated))
+    # Ready HTML skips Markdown, whose raw-HTML parsing would be most of the build time.
+    return markdown if generated.markdown else ""
+
+
+def on_page_content(html: str, page: MkdocsPage, **_: Any) -> str:
+    generated = _generated.get(page.file.src_uri)
+    if generated is None or generated.markdown:
+        return html
+    return generated.search_html or generated.body
+
+
+def on_page_context(context: dict[str, Any], page: MkdocsPage, **_: Any) -> dict[str, Any]:
+    # Hooks run after plugins: the search plugin has indexed the lean part, now the page gets its body.
+    generated = _generated.get(page.file.src_uri)
+    if generated is not None and generated.search_html is not None:
+        page.content = generated.body
+    return context
 
 
 def on_serve(server: LiveReloadServer, config: MkDocsConfig, **_: Any) -> LiveReloadServer:

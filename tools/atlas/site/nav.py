@@ -7,8 +7,9 @@ the catalogue.
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
+
+from markupsafe import escape
 
 from atlas.loader import Catalog
 from atlas.site.model import category_url, fm_url, subcategory_url
@@ -22,16 +23,17 @@ def _taxonomy_section(catalog: Catalog) -> list[Any]:
     for category in catalog.taxonomy.categories:
         index = category_url(category.id) + "index.md"
         subs = [
-            {escape(s.name): subcategory_url(category.id, s.id) + "index.md"} for s in category.subcategories
+            {str(escape(s.name)): subcategory_url(category.id, s.id) + "index.md"}
+            for s in category.subcategories
         ]
-        entries.append({escape(category.name): [index, *subs] if subs else index})
+        entries.append({str(escape(category.name)): [index, *subs] if subs else index})
     return entries
 
 
 def _fm_section(catalog: Catalog) -> list[Any]:
     return [
         FM_INDEX,
-        *({escape(fm.name): fm_url(fm.id) + "index.md"} for fm in catalog.taxonomy.foundation_models),
+        *({str(escape(fm.name)): fm_url(fm.id) + "index.md"} for fm in catalog.taxonomy.foundation_models),
     ]
 
 

@@ -7,18 +7,17 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from atlas import exports
+from atlas.project import SURVEY_ARXIV, SURVEY_AUTHORS, SURVEY_TITLE, SURVEY_YEAR, arxiv_url
 from atlas.schema import Paper, PaperKind, Relation
 from atlas.site import charts
-from atlas.project import SURVEY_ARXIV, SURVEY_AUTHORS, SURVEY_TITLE, SURVEY_YEAR, arxiv_url
 from atlas.site.model import (
     Method,
     SiteModel,
@@ -29,7 +28,7 @@ from atlas.site.model import (
     subcategory_url,
 )
 
-RELATED_LIMIT = 12
+RELATED_LIMIT = 8
 _HTTP = re.compile(r"^https?://", re.IGNORECASE)
 
 RELATION_PHRASES = {
@@ -50,14 +49,11 @@ class Page:
 
     uri: str
     title: str  # plain text; escaped once where it becomes mkdocs' (HTML) page title
-    body: str  # HTML, passed through Markdown untouched
+    body: str  # ready HTML, or Markdown when `markdown` is set
     meta: dict[str, Any] = field(default_factory=dict)
     in_nav: bool = True
-
-    @property
-    def root(self) -> str:
-        """The relative path from this page's URL back to the site root."""
-        return "../" * (self.uri.count("/"))
+    markdown: bool = False
+    search_html: str | None = None  # what the search index sees instead of `body`, to keep it lean
 
 
 def http_only(url: str) -> str:
@@ -153,6 +149,8 @@ class PageBuilder:
         meta: dict[str, Any] = {"hide": ["toc"] if sidebar else ["toc", "navigation"]}
         if not searchable:
             meta["search"] = {"exclude": True}
+        if not in_nav:
+            meta["atlas_shared_sidebars"] = True  # see theme/main.html
         return Page(uri, title, self.render(template, uri, **context), meta, in_nav)
 
     # --- the pages -------------------------------------------------------------------------------
@@ -471,19 +469,23 @@ class PageBuilder:
             )
             if value
         ]
-        return self.page(
-            paper_url(paper.key) + "index.md",
+        url = paper_url(paper.key) + "index.md"
+        head = self.render("paper_head.html", url, paper=paper, kind_note=KIND_NOTES.get(paper.kind))
+        page = self.page(
+            url,
             paper.title,
             "paper.html",
             in_nav=False,
             paper=paper,
-            kind_note=KIND_NOTES.get(paper.kind),
+            head=Markup(head),
             links=links,
             command=Method(paper.refimpl.method).command,
             bibtex=exports.bibtex_entry(paper, key=self.bibtex_keys[paper.key]),
             upstream_fields=upstream_fields,
             related=self.related(paper),
         )
+        page.search_html = head
+        return page
 
     def related(self, paper: Paper) -> list[tuple[str, list[Paper], str]]:
         """(heading, up to RELATED_LIMIT papers, explorer query for the rest or "") per kind of kinship."""
@@ -540,4 +542,4 @@ def _zero_sub_counts(taxonomy: Any) -> dict[tuple[str, str], int]:
 
 def escaped_title(page: Page) -> str:
     """mkdocs and Material print page titles as HTML, so the plain-text title is escaped once here."""
-    return escape(page.title)
+    return str(escape(page.title))
