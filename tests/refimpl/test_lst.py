@@ -1,0 +1,42 @@
+"""LST: the side network learns while the backbone runs without gradients; decoders stay causal."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import refimpl
+from refimpl.additive.lst import LadderSideNetwork, LSTOptions
+from refimpl.core.architectures import transformer_blocks
+
+
+@pytest.mark.parametrize("model_type", ["bert", "llama"])
+def test_no_gradient_flows_through_the_backbone(fresh, batch_for, model_type):
+    model = fresh(model_type)
+    backbone_outputs: list[torch.Tensor] = []
+    for block in transformer_blocks(model):  # registered first, so they see the backbone's own outputs
+        block.register_forward_hook(lambda m, a, out: backbone_outputs.append(out))
+    refimpl.apply(model, "lst")
+    model.train()
+    loss = model(**batch_for(model_type)).loss
+    assert len(backbone_outputs) == model.config.num_hidden_layers
+    assert not any(out.requires_grad for out in backbone_outputs)
+    loss.backward()
+    side = model.lst_side_network
+    assert side.gate_logits.grad is not None and side.downs[0].weight.grad.abs().sum() > 0
+
+
+def test_the_ladder_gates_start_half_open(fresh):
+    side = LadderSideNetwork(fresh("gpt2"), LSTOptions(), torch.empty(0))
+    torch.testing.assert_close(side.gates(), torch.full((2,), 0.5))
+
+
+def test_a_decoders_side_network_does_not_see_future_tokens(fresh, batch_for):
+    model = refimpl.apply(fresh("gpt2"), "lst")
+    tokens = batch_for("gpt2")["input_ids"]
+    changed = tokens.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % 128
+    with torch.no_grad():
+        before, after = model(input_ids=tokens).logits, model(input_ids=changed).logits
+    torch.testing.assert_close(after[:, :-1], before[:, :-1], rtol=0, atol=1e-6)
+    assert not torch.allclose(after[:, -1], before[:, -1])
