@@ -4,7 +4,7 @@ fine-tunes the whole LM on the cloze loss. Also the tiny masked LM that the cloz
 from __future__ import annotations
 
 import torch
-from transformers import BertConfig, BertForMaskedLM
+from transformers import BertForMaskedLM
 
 import refimpl
 from refimpl.models import tiny_model
@@ -17,17 +17,9 @@ BEFORE, AFTER, VERBALIZER = [7, 8], [9], [10, 11]
 
 
 def tiny_masked_lm(seed: int = 0) -> BertForMaskedLM:
+    """The tiny BERT with a masked-LM head instead of the classifier."""
+    config = tiny_model("bert").config
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=128,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=160,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
     return BertForMaskedLM(config).eval()
 
 
