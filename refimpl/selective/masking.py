@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
 from ..core.api import replace_module
@@ -80,11 +80,12 @@ class MaskingOptions(MethodOptions):
     )
     train_head: bool = Field(True, description="also train the task head, as the paper does")
 
-    @model_validator(mode="after")
-    def _starts_unmasked(self) -> MaskingOptions:
-        if self.initial_score <= self.threshold:
-            raise ValueError("initial_score must exceed threshold, so that the mask starts all ones")
-        return self
+    @field_validator("initial_score")
+    @classmethod
+    def _starts_unmasked(cls, initial_score: float, info: ValidationInfo) -> float:
+        if initial_score <= info.data.get("threshold", float("-inf")):
+            raise ValueError("must exceed threshold, so that the mask starts all ones")
+        return initial_score
 
 
 @register

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import refimpl
@@ -56,3 +57,8 @@ def test_merge_zeroes_the_masked_weights_and_unmerge_brings_them_back_bit_for_bi
     assert (weight[:, ::2] == 0).all() and torch.equal(weight[:, 1::2], original[:, 1::2])
     refimpl.unmerge(model)
     assert torch.equal(weight, original)
+
+
+def test_scores_that_would_start_below_the_threshold_are_refused_by_name():
+    with pytest.raises(refimpl.RefimplError, match="initial_score"):
+        refimpl.apply(tiny_bert(), "masking", threshold=0.1, initial_score=0.05)
