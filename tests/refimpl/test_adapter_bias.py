@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from transformers import BertConfig, BertForSequenceClassification
 
 import refimpl
-from refimpl.additive.adapter_bias import TokenShift
+from refimpl.additive.adapter_bias import AdapterBias, AdapterBiasOptions, TokenShift
 
 
 def test_the_shift_is_token_dependent_but_always_along_the_layers_vector(fresh):
@@ -20,7 +22,23 @@ def test_the_shift_is_token_dependent_but_always_along_the_layers_vector(fresh):
     assert scores.unique().numel() == 5  # ... by its own amount
 
 
-def test_the_paper_scale_count_is_two_d_plus_one_per_layer_plus_norms(fresh):
-    model = fresh("bert")  # 2 blocks, d = 32, 2 LayerNorms per block, classifier 32·2 + 2
-    expected = 2 * (2 * 32 + 1) + 2 * 2 * 2 * 32 + 66
-    assert refimpl.trainable_parameters(refimpl.apply(model, "adapter_bias"))[0] == expected
+@pytest.mark.parametrize(
+    ("config", "count", "percent"),
+    [
+        (BertConfig(), 55_308, 0.05),  # BERT-base
+        (
+            BertConfig(
+                hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096
+            ),
+            147_480,
+            0.04,
+        ),
+    ],
+    ids=["bert-base", "bert-large"],
+)
+def test_with_layer_norms_the_count_is_the_share_table_1_reports(config, count, percent):
+    with torch.device("meta"):  # shapes only, no memory
+        model = BertForSequenceClassification(config)
+    trained = AdapterBias().expected_trainable(model, AdapterBiasOptions(train_head=False))
+    assert trained == count
+    assert round(100 * trained / sum(p.numel() for p in model.parameters()), 2) == percent
