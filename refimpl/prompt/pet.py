@@ -41,11 +41,7 @@ PatternIds = Callable[
 LabelScorer = Callable[[Any], torch.Tensor]  # model output -> (batch, labels) scores at the last position
 
 
-class PatternOptions(MethodOptions):
-    pattern_before: list[int] = Field(default_factory=list, description="pattern token ids before the input")
-    pattern_after: list[int] = Field(
-        default_factory=lambda: [5], description="pattern token ids after the input"
-    )
+class VerbalizerOptions(MethodOptions):
     verbalizer: list[int] = Field(
         default_factory=lambda: [3, 4], min_length=2, description="one vocabulary token id per label"
     )
@@ -54,11 +50,18 @@ class PatternOptions(MethodOptions):
     )
 
 
-def fixed_pattern(options: PatternOptions) -> PatternIds:
-    mask = [] if options.mask_token_id is None else [options.mask_token_id]
-    before = torch.tensor(options.pattern_before, dtype=torch.long)
-    after = torch.tensor(options.pattern_after + mask, dtype=torch.long)
-    return lambda: (before, after)
+class PatternOptions(VerbalizerOptions):
+    pattern_before: list[int] = Field(default_factory=list, description="pattern token ids before the input")
+    pattern_after: list[int] = Field(
+        default_factory=lambda: [5], description="pattern token ids after the input"
+    )
+
+
+def fixed_pattern(before: list[int], after: list[int], mask_token_id: int | None) -> PatternIds:
+    """A hand-written pattern: fixed ids around the input, then the mask for masked LMs."""
+    first = torch.tensor(before, dtype=torch.long)
+    last = torch.tensor(after + ([] if mask_token_id is None else [mask_token_id]), dtype=torch.long)
+    return lambda: (first, last)
 
 
 def verbalizer_scores(verbalizer: list[int]) -> LabelScorer:
@@ -135,7 +138,8 @@ class PET(Method):
     def inject(self, model: nn.Module, options: PatternOptions) -> None:
         for parameter in model.parameters():
             parameter.requires_grad_(True)
-        add_cloze(model, fixed_pattern(options), verbalizer_scores(options.verbalizer))
+        pattern = fixed_pattern(options.pattern_before, options.pattern_after, options.mask_token_id)
+        add_cloze(model, pattern, verbalizer_scores(options.verbalizer))
 
     def expected_trainable(self, model: nn.Module, options: PatternOptions) -> int:
         return sum(p.numel() for p in model.parameters())  # every (untied) weight of the model
