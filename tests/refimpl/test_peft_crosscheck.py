@@ -26,30 +26,57 @@ def peft_trainable(peft_model) -> dict[str, torch.Tensor]:
     return {name: p for name, p in peft_model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
-def test_lora_matches_peft_in_count_and_logits(fresh, model_type):
+def lora_pair(fresh, model_type):
+    """peft's LoRA model and ours on the same base, with peft's factors (B perturbed off zero) copied into ours."""
     targets = LORA_TARGETS[model_type]
     config = peft.LoraConfig(
         r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets, fan_in_fan_out=model_type == "gpt2"
     )
     reference = peft.get_peft_model(fresh(model_type), config)
     ours = refimpl.apply(fresh(model_type), "lora", r=4, alpha=8.0, target_modules=targets)
-    assert refimpl.trainable_parameters(ours)[0] == reference.get_nb_trainable_parameters()[0]
-
     factors = peft_trainable(reference)
+    ours_by_name = dict(ours.named_parameters())
     with torch.no_grad():
         for name, tensor in factors.items():
             if ".lora_B." in name:
                 tensor.normal_(std=1.0)  # B starts at zero: perturb it, or equal logits prove nothing
-    ours_by_name = dict(ours.named_parameters())
-    with torch.no_grad():
-        for name, tensor in factors.items():
-            ours_name = name.removeprefix(PEFT_PREFIX).replace(".default.weight", "")
-            ours_by_name[ours_name].copy_(tensor)
+            ours_by_name[name.removeprefix(PEFT_PREFIX).replace(".default.weight", "")].copy_(tensor)
+    return reference, ours
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
+def test_lora_matches_peft_in_count_and_logits(fresh, model_type):
+    reference, ours = lora_pair(fresh, model_type)
+    assert refimpl.trainable_parameters(ours)[0] == reference.get_nb_trainable_parameters()[0]
     batch = tiny_batch(model_type)
     expected = logits(reference, batch)
     assert (expected - logits(fresh(model_type), batch)).abs().max() > 1e-3
     torch.testing.assert_close(logits(ours, batch), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_riemannian_preconditioner_takes_the_same_step_as_peft(fresh, model_type):
+    from peft.optimizers import create_riemannian_optimizer
+
+    from refimpl.reparameterization.moe_lora import RiemannianPreconditioner
+
+    reference, ours = lora_pair(fresh, model_type)
+    batch = tiny_batch(model_type)
+    peft_optimizer = create_riemannian_optimizer(reference, torch.optim.SGD, lr=0.1, reg=0.05)
+    ours_optimizer = torch.optim.SGD([p for p in ours.parameters() if p.requires_grad], lr=0.1)
+    before = {name: p.clone() for name, p in ours.named_parameters() if p.requires_grad}
+    for model, step in (
+        (reference, peft_optimizer.step),
+        (ours, RiemannianPreconditioner(ours, delta=0.05).step),
+    ):
+        model(**batch).loss.backward()
+        step()
+    ours_optimizer.step()
+    after = dict(ours.named_parameters())
+    for name, tensor in peft_trainable(reference).items():
+        ours_name = name.removeprefix(PEFT_PREFIX).replace(".default.weight", "")
+        assert not torch.equal(after[ours_name], before[ours_name])
+        torch.testing.assert_close(after[ours_name], tensor, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
