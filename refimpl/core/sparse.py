@@ -7,11 +7,14 @@ One `SparseDeltaStore` holds the k values and their positions over the concatena
 matrices (each flattened as out × in), so k is fixed by the options (the adapter file has a fixed shape), while
 which entries are chosen is data: `select_top_k` installs a new choice (e.g. the top-k Fisher scores) after `apply`,
 in a persistent buffer that `save_adapter` writes and `load_adapter` restores.
+
+Also here, because every selective method with a masked delta needs them: wrapping the targeted linear layers,
+counting their weights, and training the task head beside the chosen weights.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import accumulate
 
 import torch
@@ -70,6 +73,27 @@ class SparseDeltaLinear(DeltaLinear):
 
     def delta_weight(self) -> torch.Tensor:
         return self.store.delta(self.matrix, torch.Size((self.out_features, self.in_features)))
+
+
+def wrap_targets(model: nn.Module, targets: Targets, wrap: Callable[[nn.Module], nn.Module]) -> None:
+    """Replace every targeted linear layer by `wrap(layer)` (a DeltaLinear holding the method's delta)."""
+    for name, module in find_targets(model, targets):
+        replace_module(model, name, wrap(module))
+
+
+def targeted_weight_count(model: nn.Module, targets: Targets) -> int:
+    """Σ in · out over the targeted linear layers: one entry per weight a dense masked delta covers."""
+    return sum(i * o for i, o in (linear_dims(module) for _, module in find_targets(model, targets)))
+
+
+def train_task_head(model: nn.Module, train: bool) -> None:
+    """Selective methods train the (new) task head densely beside their chosen weights, as their papers do."""
+    for parameter in task_head_parameters(model) if train else []:
+        parameter.requires_grad_(True)
+
+
+def task_head_size(model: nn.Module, train: bool) -> int:
+    return sum(p.numel() for p in task_head_parameters(model)) if train else 0
 
 
 def sparse_capacity(model: nn.Module, targets: Targets, keep_ratio: float) -> tuple[list[int], int]:
@@ -162,10 +186,8 @@ class SparseDeltaMethod(Method):
 
     def inject(self, model: nn.Module, options: SparseDeltaOptions) -> None:
         inject_sparse_delta(model, options.target_modules, options.keep_ratio)
-        if options.train_head:
-            for parameter in task_head_parameters(model):
-                parameter.requires_grad_(True)
+        train_task_head(model, options.train_head)
 
     def expected_trainable(self, model: nn.Module, options: SparseDeltaOptions) -> int:
         k = sparse_capacity(model, options.target_modules, options.keep_ratio)[1]
-        return k + (sum(p.numel() for p in task_head_parameters(model)) if options.train_head else 0)
+        return k + task_head_size(model, options.train_head)

@@ -24,12 +24,19 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..core.api import replace_module, state_of
+from ..core.api import state_of
 from ..core.errors import RefimplError
 from ..core.layers import DeltaLinear, new_parameter
 from ..core.registry import Method, MethodOptions, register
-from ..core.sparse import empirical_fisher, top_k_masks
-from ..core.targeting import Targets, find_targets, linear_dims, task_head_parameters
+from ..core.sparse import (
+    empirical_fisher,
+    targeted_weight_count,
+    task_head_size,
+    top_k_masks,
+    train_task_head,
+    wrap_targets,
+)
+from ..core.targeting import Targets
 
 
 class ChildDeltaLinear(DeltaLinear):
@@ -99,18 +106,17 @@ class ChildTuning(Method):
     Options = ChildTuningOptions
 
     def inject(self, model: nn.Module, options: ChildTuningOptions) -> None:
-        for name, module in find_targets(model, options.target_modules):
-            replace_module(model, name, ChildDeltaLinear(module, options.mode, options.reserve_p))
-        if options.train_head:
-            for parameter in task_head_parameters(model):
-                parameter.requires_grad_(True)
+        wrap_targets(
+            model,
+            options.target_modules,
+            lambda module: ChildDeltaLinear(module, options.mode, options.reserve_p),
+        )
+        train_task_head(model, options.train_head)
 
     def expected_trainable(self, model: nn.Module, options: ChildTuningOptions) -> int:
         # Mode D before `compute_child_mask`: the child is every weight (stated in the module docstring).
-        weights = sum(
-            i * o for i, o in (linear_dims(m) for _, m in find_targets(model, options.target_modules))
-        )
-        return weights + (sum(p.numel() for p in task_head_parameters(model)) if options.train_head else 0)
+        weights = targeted_weight_count(model, options.target_modules)
+        return weights + task_head_size(model, options.train_head)
 
     def trainable_count(self, model: nn.Module) -> int:
         layers = child_layers(model)

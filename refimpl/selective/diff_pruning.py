@@ -24,11 +24,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..core.api import replace_module, state_of
+from ..core.api import state_of
 from ..core.layers import DeltaLinear, new_parameter
 from ..core.registry import Method, MethodOptions, register
-from ..core.sparse import top_k_masks
-from ..core.targeting import Targets, find_targets, linear_dims, task_head_parameters
+from ..core.sparse import targeted_weight_count, task_head_size, top_k_masks, train_task_head, wrap_targets
+from ..core.targeting import Targets
 
 
 class HardConcreteDiffLinear(DeltaLinear):
@@ -120,17 +120,12 @@ class DiffPruning(Method):
     Options = DiffPruningOptions
 
     def inject(self, model: nn.Module, options: DiffPruningOptions) -> None:
-        for name, module in find_targets(model, options.target_modules):
-            replace_module(model, name, HardConcreteDiffLinear(module, options))
-        if options.train_head:
-            for parameter in task_head_parameters(model):
-                parameter.requires_grad_(True)
+        wrap_targets(model, options.target_modules, lambda module: HardConcreteDiffLinear(module, options))
+        train_task_head(model, options.train_head)
 
     def expected_trainable(self, model: nn.Module, options: DiffPruningOptions) -> int:
-        weights = sum(
-            i * o for i, o in (linear_dims(m) for _, m in find_targets(model, options.target_modules))
-        )
-        head = sum(p.numel() for p in task_head_parameters(model)) if options.train_head else 0
+        weights = targeted_weight_count(model, options.target_modules)
+        head = task_head_size(model, options.train_head)
         return 2 * weights + head
 
     def trainable_count(self, model: nn.Module) -> int:

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
-from ..core.api import replace_module
 from ..core.errors import RefimplError
 from ..core.layers import DeltaLinear, new_parameter, weight_out_in
 from ..core.registry import Method, MethodOptions, register
-from ..core.targeting import Targets, find_targets, linear_dims, task_head_parameters
+from ..core.sparse import targeted_weight_count, task_head_size, train_task_head, wrap_targets
+from ..core.targeting import Targets
 
 
 class MaskedLinear(DeltaLinear):
@@ -102,15 +102,14 @@ class Masking(Method):
     Options = MaskingOptions
 
     def inject(self, model: nn.Module, options: MaskingOptions) -> None:
-        for name, module in find_targets(model, options.target_modules):
-            replace_module(model, name, MaskedLinear(module, options.threshold, options.initial_score))
-        if options.train_head:
-            for parameter in task_head_parameters(model):
-                parameter.requires_grad_(True)
+        wrap_targets(
+            model,
+            options.target_modules,
+            lambda module: MaskedLinear(module, options.threshold, options.initial_score),
+        )
+        train_task_head(model, options.train_head)
 
     def expected_trainable(self, model: nn.Module, options: MaskingOptions) -> int:
-        masks = sum(
-            i * o for i, o in (linear_dims(m) for _, m in find_targets(model, options.target_modules))
-        )
-        head = sum(p.numel() for p in task_head_parameters(model)) if options.train_head else 0
+        masks = targeted_weight_count(model, options.target_modules)
+        head = task_head_size(model, options.train_head)
         return masks + head

@@ -26,7 +26,7 @@ from ..core.architectures import hidden_size, named_blocks
 from ..core.errors import RefimplError
 from ..core.layers import new_parameter
 from ..core.registry import Method, MethodOptions, register
-from ..core.targeting import task_head_parameters
+from ..core.sparse import task_head_size, train_task_head
 
 BERT_CLS_SEP = (101, 102)
 
@@ -101,13 +101,11 @@ class Pasta(Method):
         add_hook(model, model.register_forward_pre_hook(note, with_kwargs=True))
         for layer, block in enumerate(blocks):
             add_hook(model, block.register_forward_pre_hook(_add_vectors(vectors, layer), with_kwargs=True))
-        if options.train_head:
-            for parameter in task_head_parameters(model):
-                parameter.requires_grad_(True)
+        train_task_head(model, options.train_head)
 
     def expected_trainable(self, model: nn.Module, options: PastaOptions) -> int:
         vectors = len(named_blocks(model)[1]) * len(special_ids(model, options)) * hidden_size(model)
-        return vectors + (sum(p.numel() for p in task_head_parameters(model)) if options.train_head else 0)
+        return vectors + task_head_size(model, options.train_head)
 
 
 def _add_vectors(vectors: SpecialTokenVectors, layer: int):
