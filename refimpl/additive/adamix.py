@@ -1,14 +1,14 @@
 """AdaMix — Wang, Agarwal, Mukherjee, Liu, Gao, Awadallah and Gao, "AdaMix: Mixture-of-Adaptations for
 Parameter-efficient Model Tuning", EMNLP 2022 (catalogue: adamix).
 
-    training:   h ← h + W_up^(j) σ(W_down^(i) h),   i, j drawn uniformly from the M experts at every forward pass
-    inference:  h ← h + W̄_up σ(W̄_down h),         W̄ = (1/M) Σ_k W^(k)   (the experts averaged into one adapter)
+    training:   h ← h + W_up^(j) σ(W_down^(i) h),  i, j drawn uniformly from the M experts at every forward
+    inference:  h ← h + W̄_up σ(W̄_down h),        W̄ = (1/M) Σ_k W^(k)  (experts averaged into one adapter)
 
 The mixture sits at the Houlsby positions (after attention and after the FFN). Trainable: the M down and M up
-projections of every mixture, the blocks' layer norms and the task head (as for the Houlsby adapter); inference
-costs one adapter. `consistency_loss` gives the paper's optional regulariser between two stochastic routes.
-Notable choice: each mixture stores its experts as stacked tensors, so in a step the experts not drawn receive a
-zero gradient rather than none (an optimiser with momentum still moves them a little).
+projections of every mixture, the blocks' layer norms and the task head (as for the Houlsby adapter);
+inference costs one adapter. `consistency_loss` gives the paper's optional regulariser between two stochastic
+routes. Notable choice: each mixture stores its experts as stacked tensors, so in a step the experts not drawn
+receive a zero gradient rather than none (an optimiser with momentum still moves them a little).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""AdapterBias — Fu, Chen, Lee and Lee, "AdapterBias: Parameter-efficient Token-dependent Representation Shift for
-Adapters in NLP Tasks", Findings of NAACL 2022 (catalogue: adapterbias).
+"""AdapterBias — Fu, Chen, Lee and Lee, "AdapterBias: Parameter-efficient Token-dependent Representation Shift
+for Adapters in NLP Tasks", Findings of NAACL 2022 (catalogue: adapterbias).
 
-    h ← h + α(h) · v,   α(h) = w_α·h + b_α ∈ R (one weight per token),   v ∈ R^d   (after the FFN of every block)
+    h ← h + α(h) · v,  α(h) = w_α·h + b_α ∈ R (one weight per token),  v ∈ R^d  (after the FFN of every block)
 
 Trainable: L·(2d + 1) adapter parameters, the blocks' layer norms and the task head. With the layer norms the
 count for BERT-base is 12·1537 + 12·4·768 = 55,308 (0.05 %) and for BERT-large 0.04 %, the share the survey's
-Table 1 reports (checked in tests/refimpl/test_adapter_bias.py), so they are trained by default.
-Our initialisation: v = 1 and α = 0, so the adapted model starts exactly at the base model and the first step
+Table 1 reports (checked in tests/refimpl/test_adapter_bias.py), so they are trained by default. Our
+initialisation: v = 1 and α = 0, so the adapted model starts exactly at the base model and the first step
 already moves α.
 """
 

@@ -1,15 +1,15 @@
-"""AdapterDrop — Rücklé, Geigle, Glockner, Beck, Pfeiffer, Reimers and Gurevych, "AdapterDrop: On the Efficiency
-of Adapters in Transformers", EMNLP 2021 (catalogue: adapterdrop).
+"""AdapterDrop — Rücklé, Geigle, Glockner, Beck, Pfeiffer, Reimers and Gurevych, "AdapterDrop: On the
+Efficiency of Adapters in Transformers", EMNLP 2021 (catalogue: adapterdrop).
 
-    block_l(h) = base block                                  for l < n   (no adapter: nothing to compute there)
+    block_l(h) = base block                                  for l < n  (no adapter: nothing to compute there)
     block_l(h) with h ← h + W_up σ(W_down h) after attention and FFN, for l ≥ n
 
-Specialised AdapterDrop (`robust=False`) has no adapters at all in the first `drop_first_n` blocks, in training
-and at inference. Robust AdapterDrop (`robust=True`) keeps adapters in every block and, for each training batch,
-drops those of the first n blocks with n drawn uniformly from {0, ..., L-1}, so one model can then run with any
-`drop_first_n` at inference. Trainable: the kept adapters and the task head. Our choices: the blocks' layer norms
-stay frozen (a dropped block is then exactly the base block), and the default n = 1 suits the two-block test
-models (the paper drops e.g. 5 of BERT-base's 12).
+Specialised AdapterDrop (`robust=False`) has no adapters at all in the first `drop_first_n` blocks, in
+training and at inference. Robust AdapterDrop (`robust=True`) keeps adapters in every block and, for each
+training batch, drops those of the first n blocks with n drawn uniformly from {0, ..., L-1}, so one model can
+then run with any `drop_first_n` at inference. Trainable: the kept adapters and the task head. Our choices:
+the blocks' layer norms stay frozen (a dropped block is then exactly the base block), and the default n = 1
+suits the two-block test models (the paper drops e.g. 5 of BERT-base's 12).
 """
 
 from __future__ import annotations

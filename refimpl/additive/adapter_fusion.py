@@ -1,12 +1,12 @@
-"""AdapterFusion — Pfeiffer, Kamath, Rücklé, Cho and Gurevych, "AdapterFusion: Non-Destructive Task Composition
-for Transfer Learning", EACL 2021 (catalogue: adapterfusion).
+"""AdapterFusion — Pfeiffer, Kamath, Rücklé, Cho and Gurevych, "AdapterFusion: Non-Destructive Task
+Composition for Transfer Learning", EACL 2021 (catalogue: adapterfusion).
 
-    z_n = h + A_n(h)  (N frozen task adapters after the FFN),   s = softmax_n((Q h)·(K z_n)),   o = Σ_n s_n V z_n
+    z_n = h + A_n(h)  (N frozen task adapters after the FFN),  s = softmax_n((Q h)·(K z_n)),  o = Σ s_n V z_n
 
 Stage 1 trains one adapter per task (e.g. with `mad_x`'s task stage); stage 2, implemented here, freezes the
-model and all N adapters and learns, in every block, the fusion attention Q, K, V (and the task head). V starts
-as the identity, so the fused output starts as a convex combination of the adapters' outputs. The adapters start
-random: copy the stage-1 weights into `task_adapters(model, task)` before training the fusion.
+model and all N adapters and learns, in every block, the fusion attention Q, K, V (and the task head). V
+starts as the identity, so the fused output starts as a convex combination of the adapters' outputs. The
+adapters start random: copy the stage-1 weights into `task_adapters(model, task)` before training the fusion.
 The key projection has no bias: a bias on K adds the same score to every adapter and cancels in the softmax.
 """
 

@@ -6,12 +6,12 @@ NeurIPS 2022 (catalogue: lst).
 A side network of L small transformer blocks f_i (every width divided by `reduction_factor` r) runs beside the
 frozen backbone. Ladders feed it each backbone block's output h_i, down-projected by D_i, mixed with the side
 stream by a learned gate μ_i (α_i = 0, T = 0.1). Its output, projected up by U, replaces the backbone's last
-hidden state, so the final norm / pooler and the task head read the side network. The backbone's activations are
-detached: no gradient flows through the backbone, so training stores no backbone activations for backward (the
-paper's memory saving). Trainable: the side blocks, D_0..D_L, the gates α, U and the task head.
-Simplified: the side blocks are generic pre-norm transformer blocks (causal for decoders), randomly initialised
-rather than from the pruned backbone, and no side layers are dropped; the side network sees only the tokens of
-the current call, so incremental decoding with a key-value cache is not supported.
+hidden state, so the final norm / pooler and the task head read the side network. The backbone's activations
+are detached: no gradient flows through the backbone, so training stores no backbone activations for backward
+(the paper's memory saving). Trainable: the side blocks, D_0..D_L, the gates α, U and the task head.
+Simplified: the side blocks are generic pre-norm transformer blocks (causal for decoders), randomly
+initialised rather than from the pruned backbone, and no side layers are dropped; the side network sees only
+the tokens of the current call, so incremental decoding with a key-value cache is not supported.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def _side_dims(model: nn.Module, options: LSTOptions) -> tuple[int, int]:
 
 
 def _attach_ladders(model: nn.Module, side: LadderSideNetwork) -> None:
-    """Hooks: remember the padding mask, collect detached block states, replace the last state by the side output."""
+    """Hooks: keep the padding mask, collect detached block states, swap the last one for the side output."""
     blocks = transformer_blocks(model)
     causal = model.config.model_type in CAUSAL_MODEL_TYPES
     call: dict[str, Any] = {}

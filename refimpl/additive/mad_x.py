@@ -1,19 +1,20 @@
-"""MAD-X — Pfeiffer, Vulić, Gurevych and Ruder, "MAD-X: An Adapter-Based Framework for Multi-Task Cross-Lingual
-Transfer", EMNLP 2020 (catalogue: mad-x).
+"""MAD-X — Pfeiffer, Vulić, Gurevych and Ruder, "MAD-X: An Adapter-Based Framework for Multi-Task
+Cross-Lingual Transfer", EMNLP 2020 (catalogue: mad-x).
 
     h ← h + LA(h),  h ← h + TA(h)      one Pfeiffer bottleneck per role, after the FFN of every block
-    o = [e1 + F(e2); e2 + G(e1 + F(e2))]  invertible (NICE) adapter on the token embeddings, its inverse before
-                                          the output embedding (LM head) of decoders
+    o = [e1 + F(e2); e2 + G(e1 + F(e2))]  invertible (NICE) adapter on the token embeddings,
+                                          its inverse before the output embedding (LM head) of decoders
 
 Language adapters (LA, reduction factor 2) and one invertible adapter per language are trained by language
 modelling on that language; task adapters (TA, reduction factor 16) are trained on top of the frozen source
-language adapter. For zero-shot transfer the language adapter is swapped for the target language's (`activate`).
-Trainable: `train="language"`: the active language adapters and invertible adapter; `train="task"`: the active
-task adapters and the task head. Every adapter named in the options exists in the model and in the adapter file.
+language adapter. For zero-shot transfer the language adapter is swapped for the target language's
+(`activate`). Trainable: `train="language"`: the active language adapters and invertible adapter;
+`train="task"`: the active task adapters and the task head. Every adapter named in the options exists in the
+model and in the adapter file.
 
 Simplified: the task adapter reads the language adapter's output with its own skip connection, instead of the
-paper's extra residual from before the language adapter; the invertible adapter is applied to the word embeddings
-(where the tied output embedding applies its inverse).
+paper's extra residual from before the language adapter; the invertible adapter is applied to the word
+embeddings (where the tied output embedding applies its inverse).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def _bottleneck_size(model: nn.Module, reduction_factor: int, option: str) -> in
 def inject_stack(
     model: nn.Module, options: StackOptions, languages: tuple[str, ...], active_language: str
 ) -> None:
-    """Add language and task adapters after every FFN (and invertible adapters), then activate the options'."""
+    """Add language and task adapters after every FFN, and invertible adapters; activate the chosen ones."""
     like, d = next(model.parameters()), hidden_size(model)
     if options.invertible and d % 2:
         raise RefimplError(f"option 'invertible': the coupling splits the hidden size, {d} is odd")
@@ -213,8 +214,9 @@ def _stacks(model: nn.Module) -> list[AdapterStack]:
 
 
 def activate(model: nn.Module, **changes: object) -> None:
-    """Switch the active adapters or training stage of a MAD-X/BAD-X model, e.g. `activate(model,
-    active_language="sw")` for zero-shot transfer; the new choice is validated and recorded in the adapter file."""
+    """Switch the active adapters or training stage of a MAD-X/BAD-X model, e.g.
+    `activate(model, active_language="sw")` for zero-shot transfer; the choice is validated and recorded in
+    the adapter file."""
     state = state_of(model)
     if not isinstance(state.options, StackOptions):
         raise RefimplError(f"model is adapted with {state.method.name!r}, not with stacked language adapters")
@@ -224,7 +226,7 @@ def activate(model: nn.Module, **changes: object) -> None:
 
 
 def stack_trainable(model: nn.Module, options: StackOptions) -> int:
-    """Closed form: one trained bottleneck per block for the stage, plus its invertible adapter or the head."""
+    """Closed form: one trained bottleneck per block, plus the invertible adapter or the head."""
     d, blocks = hidden_size(model), len(transformer_blocks(model))
     if options.train == "language":
         adapters = blocks * Bottleneck.parameter_count(d, d // options.language_reduction_factor)
@@ -248,7 +250,7 @@ class MadX(Method):
     update_rule = (
         "h ← h + LA(h); h ← h + TA(h) (after the FFN);  e ← NICE coupling(e), inverse before the LM head"
     )
-    trainable = "stage 'language': the active language and invertible adapters; stage 'task': the task adapter and head"
+    trainable = "stage 'language': active language + invertible adapters; stage 'task': task adapter + head"
     Options = MadXOptions
 
     def active_language(self, options: MadXOptions) -> str:

@@ -3,13 +3,13 @@ Parameter-Efficiency of Adapters", Findings of EMNLP 2022 (catalogue: sparseadap
 
     h ← h + (M_up ⊙ W_up) σ((M_down ⊙ W_down) h),   masks M ∈ {0,1} fixed at initialisation
 
-Adapters at the Houlsby positions are pruned once, before training, and the masks never change. `inject` prunes
-each projection by magnitude (the smallest `sparsity` share of its entries); `prune_with_snip(model, batch)`
-re-selects them by the SNIP saliency |w · ∂L/∂w| on one batch, to be called before training. The masks are
-persistent buffers, so adapter files carry them. Trainable, as the paper counts it: the unmasked projection
-entries, the biases, and (as for the Houlsby adapter) the blocks' layer norms and the task head. "Large-Sparse":
-a wider `adapter_size` with a higher `sparsity` keeps the count of a small dense adapter.
-Our choices: pruning is per projection matrix (so the count is a closed form); default sparsity 0.4.
+Adapters at the Houlsby positions are pruned once, before training, and the masks never change. `inject`
+prunes each projection by magnitude (the smallest `sparsity` share of its entries); `prune_with_snip(model,
+batch)` re-selects them by the SNIP saliency |w · ∂L/∂w| on one batch, to be called before training. The masks
+are persistent buffers, so adapter files carry them. Trainable, as the paper counts it: the unmasked
+projection entries, the biases, and (as for the Houlsby adapter) the blocks' layer norms and the task head.
+"Large-Sparse": a wider `adapter_size` with a higher `sparsity` keeps the count of a small dense adapter. Our
+choices: pruning is per projection matrix (so the count is a closed form); default sparsity 0.4.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _sparse_adapters(model: nn.Module) -> list[SparseBottleneck]:
 
 
 def prune_with_snip(model: nn.Module, batch: dict[str, torch.Tensor]) -> None:
-    """Re-select every mask by SNIP: keep the entries with the largest |w · ∂L/∂w| on `batch` (before training)."""
+    """Before training, re-select every mask by SNIP: keep the largest |w · ∂L/∂w| on `batch`."""
     adapters = _sparse_adapters(model)
     masks = [mask for adapter in adapters for mask in (adapter.down_mask, adapter.up_mask)]
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""AdapterFusion: an attention over the task adapters that sums to 1, fusing them convexly at initialisation."""
+"""AdapterFusion: an attention over the task adapters that sums to 1, fusing them convexly at
+initialisation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""MAD-X: the invertible adapter is exactly invertible, and swapping the language swaps only which adapter runs."""
+"""MAD-X: the invertible adapter is exactly invertible, and swapping the language swaps only which adapter
+runs."""
 
 from __future__ import annotations
 

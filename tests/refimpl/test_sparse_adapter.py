@@ -1,4 +1,5 @@
-"""SparseAdapter: masks fixed at initialisation, pruned entries never train, and the count is the kept entries."""
+"""SparseAdapter: masks fixed at initialisation, pruned entries never train, and the count is the kept
+entries."""
 
 from __future__ import annotations
 
