@@ -40,3 +40,19 @@ def test_a_decoders_side_network_does_not_see_future_tokens(fresh, batch_for):
         before, after = model(input_ids=tokens).logits, model(input_ids=changed).logits
     torch.testing.assert_close(after[:, :-1], before[:, :-1], rtol=0, atol=1e-6)
     assert not torch.allclose(after[:, -1], before[:, -1])
+
+
+@pytest.mark.parametrize(("model_type", "padded"), [("bert", slice(-3, None)), ("gpt2", slice(0, 3))])
+def test_padding_tokens_do_not_reach_the_side_network(fresh, batch_for, model_type, padded):
+    model = refimpl.apply(fresh(model_type), "lst")
+    batch = batch_for(model_type)
+    mask = torch.ones_like(batch["input_ids"])
+    mask[:, padded] = 0  # right padding for the encoder, left padding for the decoder
+    other = batch["input_ids"].clone()
+    other[:, padded] = 5
+    with torch.no_grad():
+        first = model(input_ids=batch["input_ids"], attention_mask=mask).logits
+        second = model(input_ids=other, attention_mask=mask).logits
+    kept = slice(None) if model_type == "bert" else slice(3, None)  # BERT's logits are per sequence
+    assert torch.isfinite(first).all()
+    torch.testing.assert_close(second[:, kept], first[:, kept], rtol=0, atol=1e-5)
