@@ -26,19 +26,20 @@ from torch import nn
 
 from ..core.api import replace_module
 from ..core.errors import RefimplError
-from ..core.layers import DeltaLinear, new_parameter
-from ..core.registry import Method, MethodOptions, register
-from ..core.targeting import Targets, linear_dims
-from .lora import lora_targets
+from ..core.layers import new_parameter
+from ..core.registry import Method, register
+from ..core.targeting import linear_dims
+from .lora import LoRALinear, LoRAOptions, lora_targets
 
 
-class IncreLoRALinear(DeltaLinear):
-    def __init__(self, base: nn.Module, r: int, max_rank: int, alpha: float) -> None:
-        super().__init__(base)
-        self.scaling = alpha / max_rank
-        self.lora_A = new_parameter(max_rank, self.in_features, like=base.weight, init="normal")
-        self.lora_E = new_parameter(max_rank, like=base.weight, init="zeros")  # λ: zero, so ΔW = 0 at start
-        self.lora_B = new_parameter(self.out_features, max_rank, like=base.weight, init="normal")
+class IncreLoRALinear(LoRALinear):
+    """A LoRA layer of rank max_rank whose components are gated by λ ⊙ m; B is random since λ = 0 starts ΔW at 0."""
+
+    def __init__(self, base: nn.Module, r: int, max_rank: int, alpha: float, dropout: float = 0.0) -> None:
+        super().__init__(base, max_rank, alpha, dropout)  # scaling alpha / max_rank
+        nn.init.normal_(self.lora_B, std=0.02)
+        self.lora_E = new_parameter(max_rank, like=base.weight, init="zeros")
+        self.train(base.training)
         active = torch.zeros(max_rank, dtype=torch.bool, device=base.weight.device)
         active[:r] = True
         self.register_buffer("active", active)
@@ -54,7 +55,7 @@ class IncreLoRALinear(DeltaLinear):
         return (self.lora_B * self.gated_values()) @ self.lora_A * self.scaling
 
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
-        down = x @ self.lora_A.T.to(x.dtype) * self.gated_values().to(x.dtype)
+        down = self.dropout(x) @ self.lora_A.T.to(x.dtype) * self.gated_values().to(x.dtype)
         return down @ self.lora_B.T.to(x.dtype) * self.scaling
 
     @torch.no_grad()
@@ -76,14 +77,10 @@ class IncreLoRALinear(DeltaLinear):
         return torch.cat([rows_a.flatten(), values, columns_b.flatten()]).mean().float().cpu()
 
 
-class IncreLoRAOptions(MethodOptions):
+class IncreLoRAOptions(LoRAOptions):
     r: int = Field(1, gt=0, description="initial rank of every layer")
     max_rank: int = Field(8, gt=0, description="the most rank-1 components a layer can grow to")
     alpha: float = Field(8.0, gt=0, description="the update is scaled by alpha / max_rank")
-    target_modules: Targets | None = Field(
-        None,
-        description='suffixes, a regex, or "all-linear"; default: the attention query and value projections',
-    )
 
     @model_validator(mode="after")
     def _initial_rank_fits(self) -> IncreLoRAOptions:
@@ -154,7 +151,8 @@ class IncreLoRA(Method):
 
     def inject(self, model: nn.Module, options: IncreLoRAOptions) -> None:
         for name, module in lora_targets(model, options):
-            replace_module(model, name, IncreLoRALinear(module, options.r, options.max_rank, options.alpha))
+            layer = IncreLoRALinear(module, options.r, options.max_rank, options.alpha, options.dropout)
+            replace_module(model, name, layer)
 
     def expected_trainable(self, model: nn.Module, options: IncreLoRAOptions) -> int:
         return sum(options.r * (sum(linear_dims(module)) + 1) for _, module in lora_targets(model, options))

@@ -29,22 +29,15 @@ from torch import nn
 from ..core.api import replace_module
 from ..core.errors import RefimplError
 from ..core.layers import AdapterLayer, new_parameter
-from ..core.registry import Method, MethodOptions, register
-from ..core.targeting import Targets, linear_dims
-from .lora import LoRALinear, lora_targets
+from ..core.registry import Method, register
+from ..core.targeting import linear_dims
+from .lora import LoRALinear, LoRAOptions, lora_targets
 
 
-class MoELoRAOptions(MethodOptions):
-    r: int = Field(8, gt=0, description="rank of each expert")
-    alpha: float = Field(16.0, gt=0, description="each expert's update is multiplied by alpha / r")
+class MoELoRAOptions(LoRAOptions):  # r, alpha, dropout and target_modules apply to each expert
     num_experts: int = Field(4, gt=0, description="LoRA experts per layer")
     top_k: int = Field(2, gt=0, description="experts mixed per token (gates renormalised over them)")
     gate_rescaled_backward: bool = Field(True, description="send √g instead of g to the experts' gradients")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the experts' input")
-    target_modules: Targets | None = Field(
-        None,
-        description='suffixes, a regex, or "all-linear"; default: the attention query and value projections',
-    )
 
     @model_validator(mode="after")
     def _top_k_fits(self) -> MoELoRAOptions:

@@ -40,6 +40,7 @@ def test_ranks_grow_every_interval_until_the_budget_is_spent(fresh):
     scheduler = IncreLoRAScheduler(model, interval=2, budget=3)
     history = train(model, tiny_batch("llama"), steps=8, scheduler=scheduler)
     assert history == [4, 5, 5, 6, 6, 7, 7, 7]
+    assert (scheduler.scores > 0).all()  # every layer's |θ·∇θ| was seen
     assert refimpl.trainable_parameters(model)[0] == sum(
         m.rank * (m.in_features + m.out_features + 1)
         for m in model.modules()
