@@ -110,3 +110,23 @@ def test_lora_fa_trains_as_many_parameters_as_peft_lorafa_optimizer(fresh, model
     create_lorafa_optimizer(reference, r=4, lora_alpha=8, lr=1e-3)  # peft's LoRA-FA freezes lora_A here
     ours = refimpl.apply(fresh(model_type), "lora_fa", r=4, alpha=8.0, target_modules=targets)
     assert refimpl.trainable_parameters(ours)[0] == reference.get_nb_trainable_parameters()[0]
+
+
+@pytest.mark.parametrize(
+    "model_type", ["bert", "llama"]
+)  # peft's LoKr takes nn.Linear only, not GPT-2's Conv1D
+def test_krona_matches_peft_lokr_with_undecomposed_factors_in_count_and_logits(fresh, model_type):
+    # LoKr with both factors kept whole (r large enough, decompose_both off) is KronA's update w1 ⊗ w2,
+    # scaled by alpha / r = 1; peft's near-square factorisation gives the same shapes as ours here.
+    targets = LORA_TARGETS[model_type]
+    reference = peft.get_peft_model(fresh(model_type), peft.LoKrConfig(r=8, alpha=8, target_modules=targets))
+    ours = refimpl.apply(fresh(model_type), "krona", target_modules=targets)
+    assert refimpl.trainable_parameters(ours)[0] == reference.get_nb_trainable_parameters()[0]
+    ours_by_name = dict(ours.named_parameters())
+    with torch.no_grad():
+        for name, tensor in peft_trainable(reference).items():
+            tensor.normal_()  # peft zero-initialises one factor: make both non-trivial
+            ours_name = name.removeprefix(PEFT_PREFIX).replace("lokr_w1.default", "kron_A")
+            ours_by_name[ours_name.replace("lokr_w2.default", "kron_B")].copy_(tensor)
+    batch = tiny_batch(model_type)
+    torch.testing.assert_close(logits(ours, batch), logits(reference, batch), rtol=0, atol=1e-5)
