@@ -38,7 +38,8 @@ from ..core.registry import Method, register
 from ..core.targeting import Targets, find_targets, linear_dims
 from .lora import LoRALinear, LoRAOptions, inject_lora_layers, lora_parameter_count, lora_targets
 
-# NormalFloat-4 code values: QLoRA paper, Appendix E, identical to bitsandbytes' NF4 table (functional.py).
+# NormalFloat-4 code values as published with QLoRA (paper appendix; bitsandbytes NF4 code table); test_qlora.py
+# rebuilds them from the paper's normal-quantile construction.
 NF4_LEVELS = torch.tensor(
     [
         -1.0,
