@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from ..core.registry import Method, register
-from .mad_x import AdapterName, StackOptions, inject_stack, stack_trainable
+from .mad_x import AdapterName, StackOptions, inject_stack, set_active_stack, stack_trainable
 
 
 class BadXOptions(StackOptions):
@@ -39,12 +39,14 @@ class BadX(Method):
         "stage 'language': the bilingual and invertible adapters; stage 'task': the task adapter and head"
     )
     Options = BadXOptions
-
-    def active_language(self, options: BadXOptions) -> str:
-        return options.language_pair
+    switchable = ("active_task", "train", "train_head")
 
     def inject(self, model: nn.Module, options: BadXOptions) -> None:
-        inject_stack(model, options, (options.language_pair,), options.language_pair)
+        inject_stack(model, options, (options.language_pair,))
+        self.set_active(model, options)
+
+    def set_active(self, model: nn.Module, options: BadXOptions) -> None:
+        set_active_stack(model, options, options.language_pair)
 
     def expected_trainable(self, model: nn.Module, options: BadXOptions) -> int:
         return stack_trainable(model, options)

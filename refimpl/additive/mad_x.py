@@ -8,7 +8,7 @@ Cross-Lingual Transfer", EMNLP 2020 (catalogue: mad-x).
 Language adapters (LA, reduction factor 2) and one invertible adapter per language are trained by language
 modelling on that language; task adapters (TA, reduction factor 16) are trained on top of the frozen source
 language adapter. For zero-shot transfer the language adapter is swapped for the target language's
-(`activate`). Trainable: `train="language"`: the active language adapters and invertible adapter;
+(`adapter_common.activate`). Trainable: `train="language"`: the active language adapters and invertible adapter;
 `train="task"`: the active task adapters and the task head. Every adapter named in the options exists in the
 model and in the adapter file.
 
@@ -25,7 +25,7 @@ import torch
 from pydantic import Field, StringConstraints, model_validator
 from torch import nn
 
-from ..core.api import add_hook, attach_module, replace_module, state_of, validate_options
+from ..core.api import add_hook, attach_module, replace_module
 from ..core.architectures import block_sublayers, hidden_size, transformer_blocks
 from ..core.errors import RefimplError
 from ..core.layers import AdapterLayer
@@ -139,10 +139,8 @@ def _bottleneck_size(model: nn.Module, reduction_factor: int, option: str) -> in
     return size
 
 
-def inject_stack(
-    model: nn.Module, options: StackOptions, languages: tuple[str, ...], active_language: str
-) -> None:
-    """Add language and task adapters after every FFN, and invertible adapters; activate the chosen ones."""
+def inject_stack(model: nn.Module, options: StackOptions, languages: tuple[str, ...]) -> None:
+    """Add language and task adapters after every FFN, and invertible adapters (all frozen until activated)."""
     like, d = next(model.parameters()), hidden_size(model)
     if options.invertible and d % 2:
         raise RefimplError(f"option 'invertible': the coupling splits the hidden size, {d} is odd")
@@ -169,7 +167,6 @@ def inject_stack(
         )
         attach_module(model, INVERTIBLE_MODULE, invertible)
         _hook_invertible(model, invertible)
-    _set_active(model, options, active_language)
 
 
 def _hook_invertible(model: nn.Module, invertible: nn.ModuleDict) -> None:
@@ -185,7 +182,7 @@ def _hook_invertible(model: nn.Module, invertible: nn.ModuleDict) -> None:
         add_hook(model, output_embedding.register_forward_pre_hook(before_output_embedding))
 
 
-def _set_active(model: nn.Module, options: StackOptions, active_language: str) -> None:
+def set_active_stack(model: nn.Module, options: StackOptions, active_language: str) -> None:
     """Choose which adapters run and which train; everything else stays frozen."""
     trainable: list[nn.Module] = []
     for stack in _stacks(model):
@@ -211,18 +208,6 @@ def _set_active(model: nn.Module, options: StackOptions, active_language: str) -
 
 def _stacks(model: nn.Module) -> list[AdapterStack]:
     return [module for module in model.modules() if isinstance(module, AdapterStack)]
-
-
-def activate(model: nn.Module, **changes: object) -> None:
-    """Switch the active adapters or training stage of a MAD-X/BAD-X model, e.g.
-    `activate(model, active_language="sw")` for zero-shot transfer; the choice is validated and recorded in
-    the adapter file."""
-    state = state_of(model)
-    if not isinstance(state.options, StackOptions):
-        raise RefimplError(f"model is adapted with {state.method.name!r}, not with stacked language adapters")
-    options = validate_options(state.method, state.options.model_dump() | changes)
-    state.options = options
-    _set_active(model, options, state.method.active_language(options))
 
 
 def stack_trainable(model: nn.Module, options: StackOptions) -> int:
@@ -252,12 +237,15 @@ class MadX(Method):
     )
     trainable = "stage 'language': active language + invertible adapters; stage 'task': task adapter + head"
     Options = MadXOptions
-
-    def active_language(self, options: MadXOptions) -> str:
-        return options.active_language
+    switchable = ("active_language", "active_task", "train", "train_head")
 
     def inject(self, model: nn.Module, options: MadXOptions) -> None:
-        inject_stack(model, options, options.languages, options.active_language)
+        inject_stack(model, options, options.languages)
+        self.set_active(model, options)
+
+    def set_active(self, model: nn.Module, options: MadXOptions) -> None:
+        """Used by `adapter_common.activate`, e.g. `activate(model, active_language="sw")` for zero-shot."""
+        set_active_stack(model, options, options.active_language)
 
     def expected_trainable(self, model: nn.Module, options: MadXOptions) -> int:
         return stack_trainable(model, options)

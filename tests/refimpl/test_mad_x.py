@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import refimpl
+from refimpl.additive.adapter_common import activate
 from refimpl.additive.bottleneck_adapter import Bottleneck
-from refimpl.additive.mad_x import InvertibleAdapter, activate
+from refimpl.additive.mad_x import InvertibleAdapter
 from refimpl.core.api import state_of
 
 from .conftest import tiny_batch
