@@ -1,5 +1,4 @@
-"""AdapterFusion: an attention over the task adapters that sums to 1, fusing them convexly at
-initialisation."""
+"""AdapterFusion: two stages, and an attention over the task adapters that sums to 1."""
 
 from __future__ import annotations
 

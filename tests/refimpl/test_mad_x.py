@@ -1,5 +1,4 @@
-"""MAD-X: the invertible adapter is exactly invertible, and swapping the language swaps only which adapter
-runs."""
+"""MAD-X: the coupling is exactly invertible, and swapping the language swaps only which adapter runs."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""SparseAdapter: masks fixed at initialisation, pruned entries never train, and the count is the kept
-entries."""
+"""SparseAdapter: masks fixed at initialisation, pruned entries never train, only kept entries count."""
 
 from __future__ import annotations
 
