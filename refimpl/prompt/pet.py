@@ -14,7 +14,8 @@ The PVP machinery (`add_cloze`) is shared by null prompts, DART and AutoPrompt. 
 next token after the pattern, read at the last position), so inputs must not be right-padded. Called with class
 labels (shape (batch,)) the model returns the cloze loss and `label_logits`; called with token labels (shape
 (batch, length)) it returns the language-modelling loss on the input tokens (PET's auxiliary LM objective;
-pattern positions are not scored). Logits are cut back to the input's positions either way. Token ids in
+pattern positions are not scored); `fill_mask_with=<ids>` puts those tokens in the mask's place (DART's
+fluency objective conditions on the true label token there). Logits are cut back to the input's positions either way. Token ids in
 patterns and verbalizers come from the user's tokenizer; the defaults are placeholders for the tiny 128-token
 test vocabulary. The generic suite's BERT is a sequence classifier without an LM head, so the registry lists
 gpt2 and llama; `BertForMaskedLM` works too (tests/refimpl/test_pet.py).
@@ -83,7 +84,14 @@ def add_cloze(model: nn.Module, pattern: PatternIds, score: LabelScorer, hidden_
             raise RefimplError("a cloze pattern wraps input_ids; inputs_embeds are not supported")
         first, last = (ids.to(input_ids.device) for ids in pattern())
         batch = input_ids.shape[0]
-        kwargs["input_ids"] = torch.cat([first.expand(batch, -1), input_ids, last.expand(batch, -1)], dim=1)
+        wrapped = torch.cat([first.expand(batch, -1), input_ids, last.expand(batch, -1)], dim=1)
+        if (
+            fill := kwargs.pop("fill_mask_with", None)
+        ) is not None:  # (batch,) ids to put in the mask's place
+            if not len(last):
+                raise RefimplError("fill_mask_with needs a pattern that ends in a mask")
+            wrapped[:, -1] = fill
+        kwargs["input_ids"] = wrapped
         held["span"] = (len(first), len(first) + input_ids.shape[1])
         if (mask := kwargs.get("attention_mask")) is not None:
             ones = (mask.new_ones(batch, len(first)), mask.new_ones(batch, len(last)))
