@@ -75,11 +75,7 @@ class MAMOptions(MethodOptions):
 
 
 def _prefix_options(options: MAMOptions) -> PrefixTuningOptions:
-    return PrefixTuningOptions(
-        prefix_length=options.prefix_length,
-        reparameterization=options.reparameterization,
-        mid_dim=options.mid_dim,
-    )
+    return PrefixTuningOptions(**options.model_dump(include=set(PrefixTuningOptions.model_fields)))
 
 
 @register
