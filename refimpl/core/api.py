@@ -95,6 +95,7 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     old = getattr(parent, child)
+    new.train(old.training)  # a new module starts in training mode; it must follow the model's current mode
     setattr(parent, child, new)
     add_undo(model, lambda: setattr(parent, child, old))
     return old

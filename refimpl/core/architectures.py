@@ -59,20 +59,51 @@ ARCHITECTURES: dict[str, Architecture] = {
         layer_norms=("input_layernorm", "post_attention_layernorm"),
     ),
     "vit": Architecture(
-        layers="encoder.layer",
-        query="attention.attention.query",
-        key="attention.attention.key",
-        value="attention.attention.value",
-        attention_output="attention.output.dense",
-        ffn_output="output.dense",
+        layers="layers",
+        query="attention.q_proj",
+        key="attention.k_proj",
+        value="attention.v_proj",
+        attention_output="attention.o_proj",
+        ffn_output="mlp.fc2",
         embeddings="embeddings.patch_embeddings.projection",
         layer_norms=("layernorm_before", "layernorm_after"),
     ),
+    # CLIP's text and vision towers share these names, so suffix targets adapt both towers.
+    "clip": Architecture(
+        layers="encoder.layers",
+        query="self_attn.q_proj",
+        key="self_attn.k_proj",
+        value="self_attn.v_proj",
+        attention_output="self_attn.out_proj",
+        ffn_output="mlp.fc2",
+        embeddings="token_embedding",
+        layer_norms=("layer_norm1", "layer_norm2"),
+    ),
+    # diffusers' UNet: its transformer blocks sit in several lists; `layers` finds the first one only, so block-wise
+    # methods do not list "unet" among their model types, while projection targets match every attention layer.
+    "unet": Architecture(
+        layers="transformer_blocks",
+        query="to_q",
+        key="to_k",
+        value="to_v",
+        attention_output="to_out.0",
+        ffn_output="ff.net.2",
+        embeddings="conv_in",
+        layer_norms=("norm1", "norm2", "norm3"),
+    ),
 }
+
+# Models whose config carries no transformers `model_type`.
+_MODEL_TYPES_BY_CLASS = {"UNet2DConditionModel": "unet"}
+
+
+def model_type_of(model: nn.Module) -> str | None:
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return model_type if isinstance(model_type, str) else _MODEL_TYPES_BY_CLASS.get(type(model).__name__)
 
 
 def architecture_of(model: nn.Module) -> Architecture:
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    model_type = model_type_of(model)
     if model_type not in ARCHITECTURES:
         raise RefimplError(
             f"no architecture map for model_type {model_type!r}; supported: {', '.join(sorted(ARCHITECTURES))}"

@@ -49,7 +49,8 @@ def _base_config(model: nn.Module) -> dict[str, Any]:
     config = getattr(model, "config", None)
     if config is None:
         return {}
-    return {k: v for k, v in sorted(config.to_dict().items()) if k not in _PROVENANCE_KEYS}
+    entries = config.to_dict() if hasattr(config, "to_dict") else dict(config)  # diffusers: a FrozenDict
+    return {k: v for k, v in sorted(entries.items()) if k not in _PROVENANCE_KEYS}
 
 
 def _fingerprint(config: dict[str, Any]) -> str:

@@ -6,10 +6,8 @@ Each builder is seeded, so the same call gives the same random weights; `size` s
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import torch
-from torch import nn
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -18,6 +16,8 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
 )
+
+from .specs import Batch
 
 VOCAB_SIZE = 128
 
@@ -88,8 +88,9 @@ def minilm(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassification:
     return model.eval()
 
 
-TINY_MODELS: dict[str, Callable[..., nn.Module]] = {"bert": tiny_bert, "gpt2": tiny_gpt2, "llama": tiny_llama}
-
-
-def tiny_model(name: str, **kwargs: object) -> nn.Module:
-    return TINY_MODELS[name](**kwargs)
+def text_batch(generator: torch.Generator, size: int, length: int = 12, classes: int | None = None) -> Batch:
+    """Random token ids with labels a tiny model can fit in a few steps: a class per sequence for encoders
+    (`classes`), the sequence itself for language models."""
+    input_ids = torch.randint(3, VOCAB_SIZE, (size, length), generator=generator)
+    labels = torch.randint(0, classes, (size,), generator=generator) if classes else input_ids.clone()
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}

@@ -82,6 +82,7 @@ class LoRA(Method):
     trainable = "lora_A (r × in) and lora_B (out × r) of each targeted linear layer"
     mergeable = True
     identity_at_init = True
+    model_types = ("bert", "gpt2", "llama", "vit", "clip", "unet")
     Options = LoRAOptions
 
     def inject(self, model: nn.Module, options: LoRAOptions) -> None:

@@ -1,28 +1,32 @@
-"""Fixtures for the refimpl suites: tiny models, a tiny task, and one training loop."""
+"""Fixtures for the refimpl suites: tiny models, their batches, and one training loop."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import torch
 from torch import nn
 from transformers.utils import logging
 
-from refimpl.models import tiny_model
+from refimpl.models import TINY_MODELS, Batch, tiny_model
 
 logging.set_verbosity_error()
 torch.set_num_threads(1)  # pytest-xdist runs one worker per core
 
 
-def tiny_batch(model_type: str, seed: int = 0, batch: int = 4, length: int = 12) -> dict[str, torch.Tensor]:
-    """A fixed random batch with labels the model can fit in a few steps."""
-    generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(3, 128, (batch, length), generator=generator)
-    labels = torch.randint(0, 2, (batch,), generator=generator) if model_type == "bert" else input_ids.clone()
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+def tiny_batch(model_type: str, seed: int = 0, batch: int = 4, **shape: int) -> Batch:
+    """A fixed random batch (inputs and training target) that the tiny model can fit in a few steps;
+    `shape` passes sizes such as `length` to the model's batch maker."""
+    return TINY_MODELS[model_type].batch(seed, batch, **shape)
 
 
 def train_steps(
-    model: nn.Module, batch: dict[str, torch.Tensor], steps: int, lr: float = 1e-2
+    model: nn.Module,
+    batch: Batch,
+    steps: int,
+    lr: float = 1e-2,
+    loss: Callable[[nn.Module, Batch], torch.Tensor] = lambda model, batch: model(**batch).loss,
 ) -> list[float]:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
@@ -30,10 +34,10 @@ def train_steps(
     losses = []
     for _ in range(steps):
         optimizer.zero_grad()
-        loss = model(**batch).loss
-        loss.backward()
+        value = loss(model, batch)
+        value.backward()
         optimizer.step()
-        losses.append(loss.item())
+        losses.append(value.item())
     model.eval()
     return losses
 

@@ -10,6 +10,7 @@ import torch
 
 import refimpl
 from refimpl.core.api import adapter_tensors, state_of
+from refimpl.models import TINY_MODELS
 
 from .conftest import tiny_batch, train_steps
 
@@ -18,9 +19,13 @@ IDS = [f"{name}-{model_type}" for name, model_type in CASES]
 pytestmark = pytest.mark.parametrize(("method", "model_type"), CASES, ids=IDS)
 
 
-def outputs(model, batch):
+def outputs(model, model_type, batch):
     with torch.no_grad():
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return TINY_MODELS[model_type].output(model, batch)
+
+
+def train(model, model_type, steps):
+    return train_steps(model, tiny_batch(model_type), steps=steps, loss=TINY_MODELS[model_type].loss)
 
 
 def adapted(fresh, method, model_type):
@@ -33,7 +38,7 @@ def test_only_the_methods_parameters_receive_gradients(fresh, method, model_type
     assert trainable, "the method trains nothing"
     assert trainable <= set(adapter_tensors(model)), "a trainable parameter is missing from the adapter file"
     model.train()
-    model(**tiny_batch(model_type)).loss.backward()
+    TINY_MODELS[model_type].loss(model, tiny_batch(model_type)).backward()
     with_gradient = {name for name, p in model.named_parameters() if p.grad is not None}
     assert with_gradient == trainable
 
@@ -46,7 +51,7 @@ def test_base_weights_are_bit_identical_after_training(fresh, method, model_type
         for name, t in model.state_dict(keep_vars=True).items()
         if not t.requires_grad and state.is_base(t)
     }
-    train_steps(model, tiny_batch(model_type), steps=3)
+    train(model, model_type, steps=3)
     after = model.state_dict(keep_vars=True)
     changed = [name for name, before in frozen.items() if not torch.equal(before, after[name])]
     assert not changed
@@ -56,13 +61,15 @@ def test_output_is_unchanged_at_initialisation_where_the_paper_zero_initialises(
     if not refimpl.get_method(method).identity_at_init:
         pytest.skip(f"{method} does not start at the base model's output")
     batch = tiny_batch(model_type)
-    base = outputs(fresh(model_type), batch)
-    torch.testing.assert_close(outputs(adapted(fresh, method, model_type), batch), base, rtol=0, atol=1e-6)
+    base = outputs(fresh(model_type), model_type, batch)
+    torch.testing.assert_close(
+        outputs(adapted(fresh, method, model_type), model_type, batch), base, rtol=0, atol=1e-6
+    )
 
 
 def test_a_few_optimiser_steps_lower_the_loss(fresh, method, model_type):
     model = adapted(fresh, method, model_type)
-    losses = train_steps(model, tiny_batch(model_type), steps=12)
+    losses = train(model, model_type, steps=12)
     assert losses[-1] < losses[0]
 
 
@@ -73,13 +80,13 @@ def test_merged_equals_unmerged_and_unmerge_restores_the_base(fresh, method, mod
             refimpl.merge(model)
         return
     batch = tiny_batch(model_type)
-    train_steps(model, batch, steps=3)  # move away from the zero update, or merging proves nothing
+    train(model, model_type, steps=3)  # move away from the zero update, or merging proves nothing
     base_weights = {
         n: t.clone() for n, t in model.state_dict(keep_vars=True).items() if state_of(model).is_base(t)
     }
-    unmerged = outputs(model, batch)
+    unmerged = outputs(model, model_type, batch)
     refimpl.merge(model)
-    torch.testing.assert_close(outputs(model, batch), unmerged, rtol=0, atol=1e-5)
+    torch.testing.assert_close(outputs(model, model_type, batch), unmerged, rtol=0, atol=1e-5)
     refimpl.unmerge(model)
     for name, weight in model.state_dict(keep_vars=True).items():
         if name in base_weights:
@@ -89,10 +96,10 @@ def test_merged_equals_unmerged_and_unmerge_restores_the_base(fresh, method, mod
 def test_save_then_load_onto_a_fresh_model_reproduces_the_outputs(fresh, method, model_type, tmp_path):
     model = adapted(fresh, method, model_type)
     batch = tiny_batch(model_type)
-    train_steps(model, batch, steps=3)
+    train(model, model_type, steps=3)
     refimpl.save_adapter(model, tmp_path)
     loaded = refimpl.load_adapter(fresh(model_type), tmp_path)
-    assert torch.equal(outputs(loaded, batch), outputs(model, batch))
+    assert torch.equal(outputs(loaded, model_type, batch), outputs(model, model_type, batch))
 
 
 def test_trainable_count_equals_the_papers_closed_form(fresh, method, model_type):
@@ -106,14 +113,18 @@ def test_trainable_count_equals_the_papers_closed_form(fresh, method, model_type
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_forward_runs_in_fp32_and_bf16(fresh, method, model_type, dtype):
     model = adapted(fresh, method, model_type).to(dtype)
-    logits = outputs(model, tiny_batch(model_type))
-    assert logits.dtype == dtype and torch.isfinite(logits).all()
+    batch = {
+        k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v
+        for k, v in tiny_batch(model_type).items()
+    }
+    result = outputs(model, model_type, batch)
+    assert result.dtype == dtype and torch.isfinite(result).all()
 
 
 def test_apply_twice_is_refused_and_remove_restores_the_base(fresh, method, model_type):
     batch = tiny_batch(model_type)
     model = fresh(model_type)
-    base = outputs(model, batch)
+    base = outputs(model, model_type, batch)
     names = [name for name, _ in model.named_parameters()]
     refimpl.apply(model, method)
     with pytest.raises(refimpl.RefimplError, match="already adapted"):
@@ -121,7 +132,7 @@ def test_apply_twice_is_refused_and_remove_restores_the_base(fresh, method, mode
     refimpl.remove(model)
     assert [name for name, _ in model.named_parameters()] == names
     assert all(p.requires_grad for p in model.parameters())
-    torch.testing.assert_close(outputs(model, batch), base, rtol=0, atol=0)
+    torch.testing.assert_close(outputs(model, model_type, batch), base, rtol=0, atol=0)
 
 
 def test_unknown_options_are_refused_by_name(fresh, method, model_type):
