@@ -23,11 +23,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..additive.bottleneck_adapter import Bottleneck
+from ..additive.bottleneck_adapter import Bottleneck, unfreeze_norms_and_head
 from ..core.api import add_hook, replace_module
 from ..core.architectures import architecture_of, hidden_size, named_blocks
 from ..core.layers import AdapterLayer
-from ..core.registry import Method, MethodOptions, register
+from ..core.registry import Method, register
 from ..core.targeting import task_head_parameters
 from ..prompt.prefix_tuning import PrefixTuning, PrefixTuningOptions
 
@@ -64,10 +64,10 @@ def add_parallel_ffn_adapters(model: nn.Module, make: Callable[[], nn.Module], s
         add_hook(model, entry.register_forward_pre_hook(wrapper.capture))
 
 
-class MAMOptions(MethodOptions):
+class MAMOptions(PrefixTuningOptions):
+    """Prefix tuning's options (prefix_length, reparameterization, mid_dim) and these."""
+
     prefix_length: int = Field(30, gt=0, description="number of prefix vectors l in every attention layer")
-    reparameterization: bool = Field(True, description="train the prefix through prefix tuning's MLP")
-    mid_dim: int = Field(512, gt=0, description="hidden width of the prefix reparameterisation MLP")
     adapter_size: int = Field(512, gt=0, description="bottleneck dimension r of the parallel adapter")
     scaling: float = Field(4.0, gt=0, description="scale s on the parallel adapter's output")
     activation: str = Field("relu", description="adapter non-linearity (a transformers ACT2FN name)")
@@ -98,9 +98,7 @@ class MAMAdapter(Method):
             options.scaling,
         )
         PrefixTuning().inject(model, _prefix_options(options))  # the prefix mechanism, reused whole
-        if options.train_head:
-            for parameter in task_head_parameters(model):
-                parameter.requires_grad_(True)
+        unfreeze_norms_and_head(model, norms=False, head=options.train_head)
 
     def expected_trainable(self, model: nn.Module, options: MAMOptions) -> int:
         prefix = PrefixTuning().expected_trainable(model, _prefix_options(options))

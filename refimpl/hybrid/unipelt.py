@@ -23,10 +23,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..additive.bottleneck_adapter import Bottleneck, insert_adapters
+from ..additive.bottleneck_adapter import Bottleneck, insert_adapters, unfreeze_norms_and_head
 from ..core.api import attach_module
 from ..core.architectures import hidden_size, named_blocks
-from ..core.registry import Method, MethodOptions, register
+from ..core.registry import Method, register
 from ..core.targeting import task_head_parameters
 from ..prompt.prefix_tuning import (
     PrefixTable,
@@ -77,12 +77,11 @@ class GatedPrefix(PrefixTable):
         return gate * keys, gate * values
 
 
-class UniPELTOptions(MethodOptions):
+class UniPELTOptions(PrefixTuningOptions):
+    """Prefix tuning's options (prefix_length, reparameterization, mid_dim) and these."""
+
     r: int = Field(8, gt=0, description="LoRA rank")
     alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (update × alpha / r)")
-    prefix_length: int = Field(10, gt=0, description="number of prefix vectors per layer")
-    reparameterization: bool = Field(True, description="train the prefix through prefix tuning's MLP")
-    mid_dim: int = Field(512, gt=0, description="hidden width of the prefix reparameterisation MLP")
     adapter_size: int = Field(48, gt=0, description="bottleneck dimension of the adapter after the FFN")
     train_head: bool = Field(True, description="also train the task head")
 
@@ -128,9 +127,7 @@ class UniPELT(Method):
         )
         attach_module(model, "unipelt_prefix", prefix)
         add_attention_prefix(model, prefix)
-        if options.train_head:
-            for parameter in task_head_parameters(model):
-                parameter.requires_grad_(True)
+        unfreeze_norms_and_head(model, norms=False, head=options.train_head)
 
     def expected_trainable(self, model: nn.Module, options: UniPELTOptions) -> int:
         d, layers = hidden_size(model), model.config.num_hidden_layers
