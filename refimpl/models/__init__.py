@@ -3,22 +3,19 @@ specs that say how each is fed and trained."""
 
 from __future__ import annotations
 
-from functools import partial
-
 from torch import nn
 
-from .diffusion import denoising_batch, tiny_unet
+from . import diffusion, multimodal, tiny, video, vision
 from .specs import Batch, TinyModelSpec
-from .tiny import minilm, text_batch, tiny_bert, tiny_gpt2, tiny_llama
-from .vision import image_batch, image_text_batch, tiny_clip, tiny_vit
+from .tiny import minilm, tiny_bert, tiny_gpt2, tiny_llama
 
+# Each family module declares its own SPECS; the model type is the key the property suite parametrises over.
 TINY_MODELS: dict[str, TinyModelSpec] = {
-    "bert": TinyModelSpec(tiny_bert, partial(text_batch, classes=2)),
-    "gpt2": TinyModelSpec(tiny_gpt2, text_batch),
-    "llama": TinyModelSpec(tiny_llama, text_batch),
-    "vit": TinyModelSpec(tiny_vit, image_batch),
-    "clip": TinyModelSpec(tiny_clip, image_text_batch, output_field="logits_per_image"),
-    "unet": TinyModelSpec(tiny_unet, denoising_batch, output_field="sample", regression_target="noise"),
+    **tiny.SPECS,
+    **vision.SPECS,
+    **diffusion.SPECS,
+    **video.SPECS,
+    **multimodal.SPECS,
 }
 
 

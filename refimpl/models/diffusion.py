@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .specs import Batch
+from .specs import Batch, TinyModelSpec
 
 LATENT_CHANNELS = 4
 LATENT_SIZE = 8
@@ -41,3 +41,6 @@ def denoising_batch(generator: torch.Generator, size: int) -> Batch:
         "encoder_hidden_states": torch.randn(size, TEXT_TOKENS, CROSS_ATTENTION_DIM, generator=generator),
         "noise": torch.randn(shape, generator=generator),
     }
+
+
+SPECS = {"unet": TinyModelSpec(tiny_unet, denoising_batch, output_field="sample", regression_target="noise")}

@@ -6,6 +6,7 @@ Each builder is seeded, so the same call gives the same random weights; `size` s
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import torch
 from transformers import (
@@ -17,7 +18,7 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from .specs import Batch
+from .specs import Batch, TinyModelSpec
 
 VOCAB_SIZE = 128
 
@@ -94,3 +95,10 @@ def text_batch(generator: torch.Generator, size: int, length: int = 12, classes:
     input_ids = torch.randint(3, VOCAB_SIZE, (size, length), generator=generator)
     labels = torch.randint(0, classes, (size,), generator=generator) if classes else input_ids.clone()
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+
+
+SPECS = {
+    "bert": TinyModelSpec(tiny_bert, partial(text_batch, classes=2)),
+    "gpt2": TinyModelSpec(tiny_gpt2, text_batch),
+    "llama": TinyModelSpec(tiny_llama, text_batch),
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTForImageClassification
 
-from .specs import Batch
+from .specs import Batch, TinyModelSpec
 
 IMAGE_SIZE = 16
 PATCH_SIZE = 4
@@ -70,3 +70,9 @@ def image_text_batch(generator: torch.Generator, size: int, length: int = 8) -> 
         "pixel_values": pixels,
         "return_loss": True,
     }
+
+
+SPECS = {
+    "vit": TinyModelSpec(tiny_vit, image_batch),
+    "clip": TinyModelSpec(tiny_clip, image_text_batch, output_field="logits_per_image"),
+}
