@@ -1,0 +1,65 @@
+"""AutoPrompt: the HotFlip search only accepts improving trigger swaps, finds the best single swap when allowed
+to try every candidate, is saved with the adapter; label tokens are read off the trained classifier."""
+
+from __future__ import annotations
+
+import torch
+
+import refimpl
+from refimpl.prompt.autoprompt import search_triggers, select_label_tokens
+
+from .test_pet import MASK, few_shot_task, tiny_masked_lm
+
+
+def adapted():
+    model = refimpl.apply(
+        tiny_masked_lm(), "autoprompt", triggers=[MASK] * 3, mask_token_id=MASK, num_labels=2
+    )
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.autoprompt.classifier.weight, std=5.0)  # a classifier that reads the features
+    return model
+
+
+def batches():
+    inputs, labels = few_shot_task()
+    return [{"input_ids": inputs, "attention_mask": torch.ones_like(inputs), "labels": labels}]
+
+
+def loss(model) -> float:
+    with torch.no_grad():
+        return model(**batches()[0]).loss.item()
+
+
+def test_search_never_raises_the_loss_and_the_triggers_travel_with_the_adapter(tmp_path):
+    model = adapted()
+    start = loss(model)
+    history = search_triggers(model, batches(), iterations=6, candidates=8)
+    assert all(later <= earlier for earlier, later in zip([start, *history], history))
+    assert history[-1] < start
+    assert model.autoprompt.trigger_ids.tolist() != [MASK] * 3
+    refimpl.save_adapter(model, tmp_path)
+    loaded = refimpl.load_adapter(tiny_masked_lm(), tmp_path)
+    assert torch.equal(loaded.autoprompt.trigger_ids, model.autoprompt.trigger_ids)
+    assert loss(loaded) == loss(model)
+
+
+def test_trying_every_candidate_finds_the_best_single_swap():
+    model = adapted()
+    exhaustive = []
+    for token in range(128):
+        model.autoprompt.trigger_ids[0] = token
+        exhaustive.append(loss(model))
+    model.autoprompt.trigger_ids[0] = MASK
+    (found,) = search_triggers(model, batches(), iterations=1, candidates=127)
+    assert found == min(exhaustive)
+    assert model.autoprompt.trigger_ids[0] == min(range(128), key=exhaustive.__getitem__)
+
+
+def test_label_tokens_are_the_words_the_classifier_assigns_most_confidently():
+    model = adapted()
+    tokens = select_label_tokens(model, per_label=3)
+    with torch.no_grad():
+        probabilities = model.autoprompt.classifier(model.get_output_embeddings().weight).softmax(-1)
+    for label, chosen in enumerate(tokens):
+        assert len(chosen) == 3
+        assert probabilities[chosen, label].min() >= probabilities[:, label].sort().values[-3]
