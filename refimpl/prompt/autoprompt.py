@@ -26,7 +26,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..core.api import add_hook, attach_module, state_of
+from ..core.api import attach_module, state_of
 from ..core.architectures import hidden_size
 from ..core.errors import RefimplError
 from ..core.registry import Method, MethodOptions, register
