@@ -1,4 +1,4 @@
-"""PET — Schick & Schütze, "Exploiting Cloze Questions for Few-Shot Text Classification and Natural Language
+"""PET — Schick & Schütze, "Exploiting Cloze Questions for Few Shot Text Classification and Natural Language
 Inference", EACL 2021 (catalogue: pet).
 
     P(x) = [before; x; after; MASK],   s(y | x) = M(v(y) | P(x)) at the MASK,   L = CE(softmax_y s(y | x), y)

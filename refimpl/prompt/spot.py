@@ -1,4 +1,4 @@
-"""SPoT — Vu et al., "SPoT: Better Frozen Model Adaptation Through Soft Prompt Transfer", ACL 2022
+"""SPoT — Vu et al., "SPoT: Better Frozen Model Adaptation through Soft Prompt Transfer", ACL 2022
 (catalogue: spot).
 
     source:  P_s = argmin_P L_source(f([P; E(x)]))        target:  prompt tuning with P initialised to P_s
