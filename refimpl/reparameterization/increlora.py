@@ -39,7 +39,6 @@ class IncreLoRALinear(LoRALinear):
         super().__init__(base, max_rank, alpha, dropout)  # scaling alpha / max_rank
         nn.init.normal_(self.lora_B, std=0.02)
         self.lora_E = new_parameter(max_rank, like=base.weight, init="zeros")
-        self.train(base.training)
         active = torch.zeros(max_rank, dtype=torch.bool, device=base.weight.device)
         active[:r] = True
         self.register_buffer("active", active)

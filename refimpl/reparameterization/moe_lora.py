@@ -61,7 +61,6 @@ class MoELoRALinear(AdapterLayer):
         self.lora_B = new_parameter(experts, self.out_features, r, like=base.weight, init="zeros")
         self.router = new_parameter(experts, self.in_features, like=base.weight, init="kaiming")
         self.dropout = nn.Dropout(options.dropout) if options.dropout > 0 else nn.Identity()
-        self.train(base.training)
 
     def gates(self, x: torch.Tensor) -> torch.Tensor:
         """(..., num_experts): softmax router probabilities kept for the top-k experts and renormalised."""

@@ -165,7 +165,6 @@ class QLoRALinear(LoRALinear):
     def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float, **quantization: Any) -> None:
         super().__init__(base, r, alpha, dropout)  # A and B take the dtype and device of the fp base weight
         self.base = NF4Linear(base, **quantization)
-        self.train(base.training)  # a new module starts in training mode: match the model's (dropout!)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
