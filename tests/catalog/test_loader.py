@@ -202,6 +202,19 @@ def test_without_a_refimpl_registry_every_method_is_planned(project: Path, monke
     assert len(catalog.warnings) == 2
 
 
+def test_a_refimpl_that_fails_to_load_is_a_warning_not_a_crash(project: Path, monkeypatch) -> None:
+    def broken() -> None:
+        raise NameError("name 'X' is not defined")
+
+    monkeypatch.setattr("atlas.loader.refimpl_methods", broken)
+    catalog = load_catalog(project)
+    assert str(catalog.warnings[0]) == (
+        "refimpl:1: (import): refimpl fails to load (NameError: name 'X' is not defined); "
+        "its methods count as planned"
+    )
+    assert len(catalog.warnings) == 3  # and both papers' methods are planned
+
+
 def test_every_problem_in_every_file_is_reported_at_once(project: Path) -> None:
     write_paper(project, "novel.yaml", NOVEL.replace("year: 2023", "year: 1800"))
     write_paper(
