@@ -32,18 +32,25 @@ from ..core.prompting import prepend_prompt, sample_vocabulary_rows
 from ..core.registry import Method, MethodOptions, register
 from .prompt_tuning import SoftPrompt
 
-PROMPT_TENSOR = (
-    "soft_prompt.embedding"  # the name prompt_tuning, PPT and SPoT adapters store the prompt under
-)
+# The name under which prompt_tuning, PPT and SPoT adapters store their prompt.
+PROMPT_TENSOR = "soft_prompt.embedding"
+# The suite's BERT is a sequence classifier reading position 0, where prepend_prompt puts a prompt token: every
+# example then gets the same output and the loss cannot move beyond noise (reported to the core owner).
+PREPENDED_PROMPT_MODELS = ("gpt2", "llama")
 
 
-def read_prompt(path: str | os.PathLike[str]) -> torch.Tensor:
-    """The soft prompt (n × d) of a saved prompt_tuning / ppt / spot adapter folder."""
+def read_prompt(path: str | os.PathLike[str], shape: tuple[int, int]) -> torch.Tensor:
+    """The soft prompt of a saved prompt_tuning / ppt / spot adapter folder, checked to be `shape` (n × d)."""
     config = read_adapter_config(path)
     if PROMPT_TENSOR not in config.tensors:
         raise RefimplError(f"{path}: a {config.method!r} adapter holds no soft prompt ({PROMPT_TENSOR!r})")
     with safe_open(os.path.join(path, WEIGHTS_FILE), framework="pt") as handle:
-        return handle.get_tensor(PROMPT_TENSOR)
+        prompt = handle.get_tensor(PROMPT_TENSOR)
+    if tuple(prompt.shape) != shape:
+        raise RefimplError(
+            f"option 'init_from': {path} holds a {tuple(prompt.shape)} prompt, this model needs {shape}"
+        )
+    return prompt
 
 
 class TransferredPromptOptions(MethodOptions):
@@ -59,13 +66,7 @@ def attach_initialised_prompt(model: nn.Module, options: TransferredPromptOption
     if options.init_from is None:
         initial = sample_vocabulary_rows(model, options.prompt_length)
     else:
-        initial = read_prompt(options.init_from)
-        expected = (options.prompt_length, like.shape[1])
-        if tuple(initial.shape) != expected:
-            raise RefimplError(
-                f"option 'init_from': {options.init_from} holds a {tuple(initial.shape)} prompt, "
-                f"this model needs {expected} (prompt_length × hidden)"
-            )
+        initial = read_prompt(options.init_from, (options.prompt_length, like.shape[1]))
     prompt = SoftPrompt(initial.to(device=like.device, dtype=like.dtype))
     attach_module(model, "soft_prompt", prompt)
     prepend_prompt(model, prompt, options.prompt_length)
@@ -135,9 +136,7 @@ class PPT(Method):
     summary = "Prompt tuning started from a soft prompt pre-trained on self-supervised tasks."
     update_rule = "h = f([P; E(x)]),  P initialised from P* pre-trained on unlabelled data"
     trainable = "the soft prompt P (prompt_length × hidden)"
-    # The suite's BERT is a sequence classifier reading position 0, where prepend_prompt puts a prompt token: every
-    # example then gets the same output and the loss cannot move beyond noise (reported to the core owner).
-    model_types = ("gpt2", "llama")
+    model_types = PREPENDED_PROMPT_MODELS
     Options = TransferredPromptOptions
 
     def inject(self, model: nn.Module, options: TransferredPromptOptions) -> None:

@@ -24,7 +24,7 @@ from ..core.architectures import hidden_size
 from ..core.errors import RefimplError
 from ..core.prompting import prepend_prompt
 from ..core.registry import Method, MethodOptions, register
-from .ppt import read_prompt
+from .ppt import PREPENDED_PROMPT_MODELS, read_prompt
 
 
 class PromptProjectorOptions(MethodOptions):
@@ -88,9 +88,7 @@ class PromptProjectorMethod(Method):
     summary = "Map a prompt trained on one model into another model's embedding space with a learned MLP."
     update_rule = "h = f([MLP(P_source); E(x)]),  P_source fixed, MLP trained"
     trainable = "the two-layer projector (source width → hidden → target width)"
-    # The suite's BERT is a sequence classifier reading position 0, where prepend_prompt puts a prompt token: every
-    # example then gets the same output and the loss cannot move beyond noise (reported to the core owner).
-    model_types = ("gpt2", "llama")
+    model_types = PREPENDED_PROMPT_MODELS
     Options = PromptProjectorOptions
 
     def inject(self, model: nn.Module, options: PromptProjectorOptions) -> None:
@@ -100,12 +98,7 @@ class PromptProjectorMethod(Method):
         if options.init_from is None:
             source = torch.randn(shape)
         else:
-            source = read_prompt(options.init_from)
-            if tuple(source.shape) != shape:
-                raise RefimplError(
-                    f"option 'init_from': {options.init_from} holds a {tuple(source.shape)} prompt, "
-                    f"expected {shape} (prompt_length × source_dim)"
-                )
+            source = read_prompt(options.init_from, shape)
         projector = PromptProjector(source.to(device=like.device, dtype=like.dtype), hidden, target_dim)
         attach_module(model, "prompt_projector", projector)
         prepend_prompt(model, projector, options.prompt_length)
