@@ -1,14 +1,17 @@
 /* PEFT Atlas explorer: facets, text search, sorting and URL state over the table rendered at build time.
  *
- * The table is complete without JavaScript. Here every row's facet values and lower-cased search text are
- * read once from the JSON blob; a change then makes one pass over the rows that decides visibility and
- * counts every facet option, and touches only the rows and counts that changed.
+ * The table is complete without JavaScript. Here each row's facet values (as option indexes) and its
+ * lower-cased search text are read once from the JSON blob. A change makes one pass over the rows that
+ * decides which match and counts every facet option; then only rows whose visibility changed are touched.
+ * At most a page's worth of matching rows (#explorer-more's data-limit) is shown, in table order, until the
+ * reader asks for all of them, so that a change never makes the browser lay out thousands of rows.
  */
 (function () {
   "use strict";
 
   const FACETS = ["category", "subcategory", "fm", "venue"]; // checkbox lists: any checked value matches
   const FLAGS = ["code", "refimpl"]; // single checkboxes: the row must have it
+  const SORTS = ["title", "authors", "year", "venue", "category", "method"];
   const collator = new Intl.Collator(undefined, { sensitivity: "base", numeric: true });
 
   function emptyState() {
@@ -21,6 +24,11 @@
     return text && /^\d{4}$/.test(text) ? Number(text) : null;
   }
 
+  function anyChosen(values, chosen) {
+    for (let j = 0; j < values.length; j++) if (chosen[values[j]]) return true;
+    return false;
+  }
+
   function stateFromUrl(search) {
     const params = new URLSearchParams(search);
     const state = emptyState();
@@ -29,7 +37,8 @@
     state.to = yearOrNull(params.get("to"));
     for (const flag of FLAGS) state[flag] = params.get(flag) === "1";
     state.q = params.get("q") || "";
-    state.sort = /^-?(title|authors|year|venue|category|method)$/.test(params.get("sort") || "") ? params.get("sort") : "";
+    const sort = params.get("sort") || "";
+    state.sort = SORTS.includes(sort.replace(/^-/, "")) ? sort : "";
     return state;
   }
 
@@ -53,39 +62,48 @@
     const form = document.getElementById("explorer-facets");
     const search = document.getElementById("explorer-q");
     const resultCount = document.getElementById("result-count");
+    const more = document.getElementById("explorer-more");
     const tbody = document.querySelector("#explorer-table tbody");
     const headers = Array.from(document.querySelectorAll("#explorer-table th[data-sort]"));
 
+    // Every facet option gets an index; its checkbox, its count badge and a counter slot share it.
+    const options = {};
+    for (const facet of [...FACETS, "flags"]) {
+      const fieldset = form.querySelector(`fieldset[data-facet="${facet}"]`);
+      const boxes = Array.from(fieldset.querySelectorAll("input[type=checkbox]"));
+      options[facet] = {
+        index: new Map(boxes.map((box, i) => [box.value === "1" ? box.name : box.value, i])),
+        badges: boxes.map((box) => box.parentElement.querySelector("[data-count-for]")),
+        written: boxes.map(() => ""),
+        counts: new Int32Array(boxes.length),
+      };
+    }
+    const flagIndex = FLAGS.map((flag) => options.flags.index.get(flag));
+
     const elementByKey = new Map();
     for (const tr of tbody.rows) elementByKey.set(tr.dataset.paperKey, tr);
-    const rows = JSON.parse(document.getElementById("explorer-data").textContent).map((entry, index) => ({
-      index,
+    const indexesOf = (facet, values) => values.map((value) => options[facet].index.get(value));
+    const rows = JSON.parse(document.getElementById("explorer-data").textContent).map((entry, position) => ({
+      position,
       el: elementByKey.get(entry.key),
       shown: true,
-      values: {
-        category: [entry.category],
-        subcategory: entry.subcategory ? [entry.subcategory] : [],
-        fm: entry.fm,
-        venue: [entry.venue],
-      },
+      match: true,
+      // Option indexes per facet, in FACETS order.
+      facets: [
+        indexesOf("category", [entry.category]),
+        entry.subcategory ? indexesOf("subcategory", [entry.subcategory]) : [],
+        indexesOf("fm", entry.fm),
+        indexesOf("venue", [entry.venue]),
+      ],
       year: entry.year,
-      code: entry.code,
-      refimpl: entry.refimpl,
+      flags: FLAGS.map((flag) => entry[flag]),
       text: entry.text.toLowerCase(),
       sort: entry.sort,
     }));
 
-    // Count badges by facet and value; `written` remembers their text so unchanged ones are not touched.
-    const countElements = {};
-    for (const fieldset of form.querySelectorAll("fieldset[data-facet]")) {
-      const facet = fieldset.dataset.facet;
-      for (const span of fieldset.querySelectorAll("[data-count-for]")) {
-        (countElements[facet] = countElements[facet] || new Map()).set(span.dataset.countFor, span);
-      }
-    }
-    const written = new Map();
-
+    let ordered = rows; // rows in table order
     let appliedSort = "";
+    let showAll = false;
     let state = stateFromUrl(location.search);
 
     function readControls() {
@@ -111,54 +129,58 @@
       search.value = state.q;
     }
 
+    // One pass: row.match, and for every option the rows that would match if that option were chosen
+    // (a row failing only one facet still counts towards that facet's options).
     function filter() {
       const terms = state.q.toLowerCase().split(/\s+/).filter(Boolean);
-      const active = FACETS.filter((facet) => state.sets[facet].size);
-      const counts = {};
-      for (const facet of [...FACETS, "flags"]) counts[facet] = new Map();
-      const bump = (facet, value) => counts[facet].set(value, (counts[facet].get(value) || 0) + 1);
-      const countFacet = (row, facet) => {
-        if (facet === "code" || facet === "refimpl") {
-          if (row[facet]) bump("flags", facet);
-        } else if (FACETS.includes(facet)) {
-          for (const value of row.values[facet]) bump(facet, value);
-        }
-      };
+      const selected = FACETS.map((facet) => {
+        if (!state.sets[facet].size) return null;
+        const chosen = new Uint8Array(options[facet].counts.length);
+        for (const value of state.sets[facet]) if (options[facet].index.has(value)) chosen[options[facet].index.get(value)] = 1;
+        return chosen;
+      });
+      const counts = FACETS.map((facet) => options[facet].counts);
+      for (const facet of [...FACETS, "flags"]) options[facet].counts.fill(0);
+      const wantFlags = FLAGS.map((flag) => state[flag]);
+      const FLAG_FAILED = FACETS.length; // `failed` codes: facet index, FLAG_FAILED + flag index, or -1
       let matches = 0;
       for (const row of rows) {
-        // A row that fails exactly one facet still counts towards that facet's options.
         let failures = 0;
-        let failed = "";
-        for (const facet of active) {
-          if (!row.values[facet].some((value) => state.sets[facet].has(value))) {
+        let failed = -1;
+        for (let f = 0; f < FACETS.length && failures < 2; f++) {
+          if (selected[f] !== null && !anyChosen(row.facets[f], selected[f])) {
             failures += 1;
-            failed = facet;
+            failed = f;
           }
         }
         if ((state.from !== null && !(row.year >= state.from)) || (state.to !== null && !(row.year <= state.to))) {
           failures += 1;
-          failed = "year";
+          failed = -1;
         }
-        for (const flag of FLAGS) {
-          if (state[flag] && !row[flag]) {
+        for (let k = 0; k < FLAGS.length; k++) {
+          if (wantFlags[k] && !row.flags[k]) {
             failures += 1;
-            failed = flag;
+            failed = FLAG_FAILED + k;
           }
         }
         if (failures < 2 && terms.length && !terms.every((term) => row.text.includes(term))) {
           failures += 1;
-          failed = "q";
+          failed = -1;
         }
         row.match = failures === 0;
-        if (row.match) {
-          matches += 1;
-          for (const facet of FACETS) countFacet(row, facet);
-          for (const flag of FLAGS) countFacet(row, flag);
-        } else if (failures === 1) {
-          countFacet(row, failed);
+        if (row.match) matches += 1;
+        if (failures > 1 || (failures === 1 && failed < 0)) continue;
+        for (let f = 0; f < FACETS.length; f++) {
+          if (row.match || failed === f) {
+            const values = row.facets[f];
+            for (let j = 0; j < values.length; j++) counts[f][values[j]] += 1;
+          }
+        }
+        for (let k = 0; k < FLAGS.length; k++) {
+          if (row.flags[k] && (row.match || failed === FLAG_FAILED + k)) options.flags.counts[flagIndex[k]] += 1;
         }
       }
-      return { matches, counts };
+      return matches;
     }
 
     function sortRows() {
@@ -166,17 +188,17 @@
       appliedSort = state.sort;
       const descending = state.sort.startsWith("-");
       const column = state.sort.replace(/^-/, "");
-      const order = rows.slice();
+      ordered = rows.slice();
       if (column) {
         const direction = descending ? -1 : 1;
         const compare =
           column === "year"
             ? (a, b) => (a.year === null) - (b.year === null) || direction * ((a.year || 0) - (b.year || 0))
             : (a, b) => direction * collator.compare(a.sort[column], b.sort[column]);
-        order.sort((a, b) => compare(a, b) || a.index - b.index);
+        ordered.sort((a, b) => compare(a, b) || a.position - b.position);
       }
       const fragment = document.createDocumentFragment();
-      for (const row of order) fragment.appendChild(row.el);
+      for (const row of ordered) fragment.appendChild(row.el);
       tbody.appendChild(fragment);
       for (const th of headers) {
         if (th.dataset.sort === column) th.setAttribute("aria-sort", descending ? "descending" : "ascending");
@@ -185,25 +207,33 @@
     }
 
     function render() {
-      const { matches, counts } = filter();
+      const matches = filter();
+      sortRows();
       // All DOM writes after the pass: rows whose visibility changed, then counts whose text changed.
-      for (const row of rows) {
-        if (row.match !== row.shown) {
-          row.el.hidden = !row.match;
-          row.shown = row.match;
+      const limit = showAll ? Infinity : Number(more.dataset.limit);
+      let shown = 0;
+      for (const row of ordered) {
+        const show = row.match && shown < limit;
+        if (show) shown += 1;
+        if (show !== row.shown) {
+          row.el.classList.toggle("atlas-row--hidden", !show); // a class: the hidden attribute invalidates siblings
+          row.shown = show;
         }
       }
-      for (const [facet, spans] of Object.entries(countElements)) {
-        for (const [value, span] of spans) {
-          const text = String(counts[facet].get(value) || 0);
-          if (written.get(span) !== text) {
-            span.textContent = text;
-            written.set(span, text);
+      for (const facet of [...FACETS, "flags"]) {
+        const { counts, badges, written } = options[facet];
+        for (let i = 0; i < counts.length; i++) {
+          const text = String(counts[i]);
+          if (written[i] !== text) {
+            badges[i].textContent = text;
+            badges[i].parentElement.classList.toggle("atlas-facet__option--empty", text === "0");
+            written[i] = text;
           }
         }
       }
       resultCount.textContent = String(matches);
-      sortRows();
+      more.hidden = shown === matches;
+      more.querySelector("span").textContent = String(matches);
     }
 
     function update(historyMode) {
@@ -229,6 +259,10 @@
       state = emptyState();
       writeControls();
       update("push");
+    });
+    more.querySelector("button").addEventListener("click", () => {
+      showAll = true;
+      render();
     });
     for (const th of headers) {
       th.querySelector("button").addEventListener("click", () => {

@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from atlas.loader import Catalog, load_catalog
-from atlas.site.synthetic import copy_project, write_paper
+from atlas.site.sandbox import build_site, copy_project, write_paper
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,32 +30,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def build_site(project: Path, site_dir: Path) -> Path:
-    """`mkdocs build --strict` of the project at `project` into `site_dir`; fails the test with mkdocs' log."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mkdocs",
-            "build",
-            "--strict",
-            "-q",
-            "-f",
-            str(project / "mkdocs.yml"),
-            "-d",
-            str(site_dir),
-        ],
-        check=False,
-        cwd=site_dir.parent,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode:
-        raise AssertionError(f"mkdocs build failed for {project}:\n{result.stdout}\n{result.stderr}")
-    return site_dir
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

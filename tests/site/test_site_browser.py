@@ -15,7 +15,9 @@ from atlas.schema import Paper
 
 from tests.site.conftest import HOSTILE_TITLE, Tab
 
-VISIBLE_KEYS = "rows => rows.filter(row => !row.hidden).map(row => row.dataset.paperKey)"
+VISIBLE_KEYS = (
+    "rows => rows.filter(row => getComputedStyle(row).display !== 'none').map(row => row.dataset.paperKey)"
+)
 
 
 def visible_keys(tab: Tab) -> list[str]:
@@ -124,6 +126,7 @@ def test_search_finds_a_paper_by_a_word_of_its_title(tab: Tab, catalog: Catalog)
         (p, w) for p in catalog.papers for w in re.findall(r"[A-Za-z]{7,}", p.title) if words[w.lower()] == 1
     )
     tab.open("")
+    tab.page.wait_for_load_state("networkidle")  # Material's search worker has fetched its index
     tab.page.fill("input.md-search__input", word)
     hit = tab.page.locator(f'.md-search-result__item a[href*="/papers/{paper.key}/"]').first
     hit.wait_for(timeout=15_000)

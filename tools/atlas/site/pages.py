@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,19 @@ from atlas.site.model import (
 )
 
 RELATED_LIMIT = 8
+# Matching rows the explorer lists before "list them all": laying out thousands of rows takes seconds.
+EXPLORER_SHOWN_AT_ONCE = 100
+# (sort key or "" when the column does not sort, heading); explorer.js knows the same sort keys.
+EXPLORER_COLUMNS = [
+    ("title", "Title"),
+    ("authors", "Authors"),
+    ("year", "Year"),
+    ("venue", "Venue"),
+    ("category", "Category"),
+    ("", "FM"),
+    ("", "Code"),
+    ("method", "Reference implementation"),
+]
 _HTTP = re.compile(r"^https?://", re.IGNORECASE)
 
 RELATION_PHRASES = {
@@ -331,6 +344,8 @@ class PageBuilder:
             "Explorer",
             "explorer.html",
             rows=rows,
+            columns=EXPLORER_COLUMNS,
+            shown_at_once=EXPLORER_SHOWN_AT_ONCE,
             facets=facets,
             years=sorted({row["year"] for row in rows if row["year"]}),
             data_json=script_json(data),
@@ -368,82 +383,58 @@ class PageBuilder:
     def trends(self) -> Page:
         papers = self.catalog.papers
         dated = [p for p in papers if p.display_year]
-        years = (
-            list(range(min(p.display_year for p in dated), max(p.display_year for p in dated) + 1))
-            if dated
-            else []
+        first, last = (
+            min((p.display_year for p in dated), default=0),
+            max((p.display_year for p in dated), default=-1),
         )
-        year_labels = [str(y) for y in years]
+        years = list(range(first, last + 1))
         fm_ids = list(self.fms)
         categories = self.taxonomy.categories
 
-        def per_year(belongs: Any, keys: Iterable[str]) -> list[list[int]]:
-            counts = Counter((p.display_year, k) for p in dated for k in keys if belongs(p, k))
-            return [[counts[(y, k)] for y in years] for k in keys]
+        def per_year(label: str, color: str, belongs: Any) -> charts.Series:
+            counts = Counter(p.display_year for p in dated if belongs(p))
+            return charts.Series(label, color, tuple(counts[y] for y in years))
 
-        by_fm = per_year(lambda p, fm: fm in p.foundation_models, fm_ids)
-        by_cat = per_year(lambda p, c: p.category == c, [c.id for c in categories])
-        fm_series = [charts.Series(fm, self.fms[fm].color, tuple(v)) for fm, v in zip(fm_ids, by_fm)]
-        cat_series = [
-            charts.Series(c.name, charts.palette_color(i), tuple(v))
-            for i, (c, v) in enumerate(zip(categories, by_cat))
+        fm_series = [
+            per_year(fm, self.fms[fm].color, lambda p, fm=fm: fm in p.foundation_models) for fm in fm_ids
+        ]
+        category_series = [
+            per_year(c.name, charts.palette_color(i), lambda p, c=c: p.category == c.id)
+            for i, c in enumerate(categories)
         ]
         grid = [
             [sum(1 for p in self.model.by_fm.get(fm, []) if p.category == c.id) for fm in fm_ids]
             for c in categories
         ]
-        charts_ = [
-            _Chart(
-                "Papers per year by foundation-model type",
-                charts.stacked_bars(
-                    "fm-year",
-                    year_labels,
-                    fm_series,
-                    "Papers per year by FM type",
-                    _describe(fm_series, year_labels),
-                ),
-                "FM type",
-                year_labels,
-                [(fm, v) for fm, v in zip(fm_ids, by_fm)],
-            ),
-            _Chart(
-                "Papers per year by category",
-                charts.stacked_bars(
-                    "category-year",
-                    year_labels,
-                    cat_series,
-                    "Papers per year by category",
-                    _describe(cat_series, year_labels),
-                ),
-                "Category",
-                year_labels,
-                [(c.name, v) for c, v in zip(categories, by_cat)],
-            ),
+        matrix_desc = "; ".join(
+            f"{c.name}: " + ", ".join(f"{fm} {n}" for fm, n in zip(fm_ids, row))
+            for c, row in zip(categories, grid)
+        )
+        chart_list = [
+            _year_chart("fm-year", "Papers per year by foundation-model type", years, fm_series),
+            _year_chart("category-year", "Papers per year by category", years, category_series),
             _Chart(
                 "Categories by foundation-model type",
-                charts.matrix(
-                    "category-fm",
-                    [c.name for c in categories],
-                    fm_ids,
-                    grid,
-                    "Papers per category and FM type",
-                    "; ".join(
-                        f"{c.name}: " + ", ".join(f"{fm} {n}" for fm, n in zip(fm_ids, row))
-                        for c, row in zip(categories, grid)
-                    ),
+                Markup(
+                    charts.matrix(
+                        "category-fm",
+                        [c.name for c in categories],
+                        fm_ids,
+                        grid,
+                        "Papers per category and FM type",
+                        matrix_desc,
+                    )
                 ),
                 "Category",
                 fm_ids,
                 [(c.name, row) for c, row in zip(categories, grid)],
             ),
         ]
-        for chart in charts_:
-            chart.svg = Markup(chart.svg)
         return self.page(
             "trends/index.md",
             "Trends",
             "trends.html",
-            charts=charts_,
+            charts=chart_list,
             undated=len(papers) - len(dated),
             searchable=False,
         )
@@ -523,16 +514,25 @@ class _Facet:
 @dataclass
 class _Chart:
     heading: str
-    svg: str
+    svg: Markup
     row_header: str
     column_labels: list[str]
     rows: list[tuple[str, list[int]]]
 
 
-def _describe(series: list[charts.Series], labels: list[str]) -> str:
-    return "; ".join(
+def _year_chart(uid: str, heading: str, years: list[int], series: list[charts.Series]) -> _Chart:
+    """Stacked bars per year, with a table of the same counts: one row per year, one column per series."""
+    labels = [str(year) for year in years]
+    desc = "; ".join(
         f"{item.label}: " + (", ".join(f"{x} {v}" for x, v in zip(labels, item.values) if v) or "none")
         for item in series
+    )
+    return _Chart(
+        heading,
+        Markup(charts.stacked_bars(uid, labels, series, heading, desc)),
+        "Year",
+        [item.label for item in series],
+        [(label, [item.values[i] for item in series]) for i, label in enumerate(labels)],
     )
 
 

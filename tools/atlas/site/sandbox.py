@@ -1,4 +1,4 @@
-"""Throw-away copies of the project for tests and benchmarks, optionally with a synthetic catalogue.
+"""Throw-away copies of the project for tests and benchmarks: copy, change the catalogue, build the site.
 
 A copy holds what a site build reads: mkdocs.yml, site_src/, catalog/ and CONTRIBUTING.md, plus a link
 to tools/ (the hook and theme override that mkdocs.yml names). Synthetic entries are variations of the
@@ -7,8 +7,11 @@ real ones, so every field stays valid: same taxonomy, same refimpl methods, othe
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -53,3 +56,33 @@ def synthetic_catalog(root: Path, real: Catalog, count: int, seed: int = 0) -> N
         entry["links"] = {k: v for k, v in entry["links"].items() if k != "arxiv"}
         entry["bibtex"] = {k: v for k, v in entry["bibtex"].items() if k != "key"}
         write_paper(root, entry)
+
+
+class SiteBuildError(Exception):
+    """`mkdocs build --strict` failed; the message holds its output."""
+
+
+def build_site(project: Path, site_dir: Path) -> Path:
+    """`mkdocs build --strict` of the project at `project` into `site_dir`, run from another folder."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "-q",
+            "-f",
+            str(project / "mkdocs.yml"),
+            "-d",
+            str(site_dir),
+        ],
+        check=False,
+        cwd=site_dir.parent,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode:
+        raise SiteBuildError(f"mkdocs build failed for {project}:\n{result.stdout}\n{result.stderr}")
+    return site_dir
