@@ -85,3 +85,18 @@ def test_padding_is_masked_but_the_prefix_is_seen(model_type):
     assert not torch.allclose(
         logits(model, {"input_ids": batch["input_ids"][1:, :5], "attention_mask": mask[1:, :5]}), alone
     )
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
+def test_eager_and_sdpa_attention_see_the_same_prefix(model_type):
+    batch = tiny_batch(model_type)
+    mask = batch["attention_mask"].clone()
+    mask[1, 8:] = 0
+    results = []
+    for implementation in ("sdpa", "eager"):  # the masks reach attention in different forms
+        model = tiny_model(model_type)
+        model.set_attn_implementation(implementation)
+        torch.manual_seed(1)
+        refimpl.apply(model, "prefix_tuning", prefix_length=LENGTH, mid_dim=MID)
+        results.append(logits(model, {"input_ids": batch["input_ids"], "attention_mask": mask}))
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-5)
