@@ -13,8 +13,9 @@ Choices: uniform allocation is read as the same adapter size / LoRA rank / prefi
 uses the strategy. Layer l of L belongs to the group whose share of the spindle weights covers (l + ½)/L, so a
 2-layer model has only the middle groups G2 and G3. The default assignment — G1 (A, L), G2 (A, P), G3 (A, P, L),
 G4 (A, P, B, L) — follows our project brief's reading of the paper's S4-model; we could not check it against the
-paper text in our sources. Prefix strategies are not yet built in (the prefix-tuning mechanism is pending), so
-"prefix" is refused and left out of the default groups. The task head is trained too.
+paper text in our sources. Prefix is not yet among the strategies: the shared prefix mechanism
+(`refimpl.prompt.prefix_tuning.add_attention_prefix`) adds a prefix to every layer, and S4 needs it in some groups
+only, so "prefix" is refused and left out of the default groups for now. The task head is trained too.
 """
 
 from __future__ import annotations
