@@ -28,9 +28,8 @@ from torch import nn
 from ..core.api import add_hook, attach_module, state_of
 from ..core.architectures import hidden_size
 from ..core.errors import RefimplError
-from ..core.prompting import IGNORE_INDEX
 from ..core.registry import Method, MethodOptions, register
-from .pet import add_cloze, fixed_pattern, verbalizer_scores
+from .pet import add_cloze, fixed_pattern, mask_tokens, verbalizer_scores
 
 
 class DARTOptions(MethodOptions):
@@ -127,10 +126,6 @@ def fluency_loss(
     state = state_of(model)
     if state.method.name != DART.name or state.options.mask_token_id is None:
         raise RefimplError("fluency_loss needs a masked LM adapted with dart and a mask_token_id")
-    chosen = torch.rand(input_ids.shape, generator=generator) < probability
-    chosen[:, 0] |= ~chosen.any(dim=1)  # at least one token per example
-    chosen = chosen.to(input_ids.device)
-    masked = input_ids.masked_fill(chosen, state.options.mask_token_id)
-    targets = input_ids.masked_fill(~chosen, IGNORE_INDEX)
+    masked, targets = mask_tokens(input_ids, state.options.mask_token_id, probability, generator)
     label_tokens = torch.tensor(model.dart.label_ids, device=input_ids.device)[labels]
     return model(input_ids=masked, labels=targets, fill_mask_with=label_tokens).loss

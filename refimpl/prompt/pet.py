@@ -7,7 +7,8 @@ A pattern-verbalizer pair (PVP) turns classification into a cloze question: the 
 with fixed tokens and a mask, the verbalizer names one vocabulary token per label, and the label scores are the
 language model's logits of those tokens at the mask position. PET fine-tunes the whole language model with this
 cloze loss, so every parameter of the model is trainable (PET is listed as a prompt method because of its
-PVPs, not because it is parameter-efficient).
+PVPs, not because it is parameter-efficient). `pet_loss` is the paper's training loss, the cloze loss mixed with a
+small language-modelling term, (1 − α)·L_cloze + α·L_LM with α = 10⁻⁴.
 
 The PVP machinery (`add_cloze`) is shared by null prompts, DART and AutoPrompt. It works on masked LMs (give
 `mask_token_id`; the mask is appended after the pattern) and on causal LMs (no mask token: the prediction is the
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..core.api import add_hook
+from ..core.api import add_hook, state_of
 from ..core.errors import RefimplError
 from ..core.prompting import IGNORE_INDEX
 from ..core.registry import Method, MethodOptions, register
@@ -119,6 +120,41 @@ def add_cloze(model: nn.Module, pattern: PatternIds, score: LabelScorer, hidden_
 
     add_hook(model, model.register_forward_pre_hook(before, with_kwargs=True))
     add_hook(model, model.register_forward_hook(after, with_kwargs=True))
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    mask_token_id: int,
+    probability: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked-LM inputs and targets: each token is masked with `probability` (at least one per example); the
+    targets keep the masked tokens and ignore the rest."""
+    chosen = torch.rand(input_ids.shape, generator=generator) < probability
+    chosen[:, 0] |= ~chosen.any(dim=1)
+    chosen = chosen.to(input_ids.device)
+    return input_ids.masked_fill(chosen, mask_token_id), input_ids.masked_fill(~chosen, IGNORE_INDEX)
+
+
+def pet_loss(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float = 1e-4,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """PET's training loss (1 − α)·L_cloze + α·L_LM: the cloze loss plus a language-modelling term that keeps
+    the model a language model (masked-LM loss on randomly masked tokens, or the causal LM loss)."""
+    state = state_of(model)
+    if state.method.name != PET.name:
+        raise RefimplError("pet_loss needs a model adapted with pet")
+    cloze = model(input_ids=input_ids, labels=labels).loss
+    if state.options.mask_token_id is None:
+        language = model(input_ids=input_ids, labels=input_ids).loss
+    else:
+        masked, targets = mask_tokens(input_ids, state.options.mask_token_id, generator=generator)
+        language = model(input_ids=masked, labels=targets).loss
+    return (1 - alpha) * cloze + alpha * language
 
 
 def predict(

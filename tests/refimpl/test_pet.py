@@ -8,7 +8,7 @@ from transformers import BertForMaskedLM
 
 import refimpl
 from refimpl.models import tiny_model
-from refimpl.prompt.pet import predict
+from refimpl.prompt.pet import mask_tokens, pet_loss, predict
 
 from .conftest import tiny_batch
 
@@ -68,3 +68,14 @@ def test_token_labels_give_the_lm_loss_on_the_input_only():
     # Nothing before the input, and a causal LM: the pattern after it cannot change the input's loss.
     adapted = refimpl.apply(tiny_model("gpt2"), "pet", pattern_after=AFTER, verbalizer=VERBALIZER)
     torch.testing.assert_close(adapted(**batch).loss, base_loss, rtol=0, atol=1e-6)
+
+
+def test_pet_loss_mixes_cloze_and_masked_lm_losses_with_alpha():
+    inputs, labels = few_shot_task()
+    model = pet(tiny_masked_lm(), mask_token_id=MASK)
+    cloze = model(input_ids=inputs, labels=labels).loss
+    masked, targets = mask_tokens(inputs, MASK, generator=torch.Generator().manual_seed(0))
+    language = model(input_ids=masked, labels=targets).loss
+    mixed = pet_loss(model, inputs, labels, alpha=0.25, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(mixed, 0.75 * cloze + 0.25 * language)
+    assert ((targets != -100) == (masked == MASK)).all() and (masked == MASK).any(dim=1).all()
