@@ -63,7 +63,8 @@
     const search = document.getElementById("explorer-q");
     const resultCount = document.getElementById("result-count");
     const more = document.getElementById("explorer-more");
-    const tbody = document.querySelector("#explorer-table tbody");
+    const bodies = Array.from(document.getElementById("explorer-table").tBodies);
+    const rowsPerBody = bodies.length ? bodies[0].rows.length : 1; // explorer.html groups the rows
     const headers = Array.from(document.querySelectorAll("#explorer-table th[data-sort]"));
 
     // Every facet option gets an index; its checkbox, its count badge and a counter slot share it.
@@ -81,7 +82,7 @@
     const flagIndex = FLAGS.map((flag) => options.flags.index.get(flag));
 
     const elementByKey = new Map();
-    for (const tr of tbody.rows) elementByKey.set(tr.dataset.paperKey, tr);
+    for (const body of bodies) for (const tr of body.rows) elementByKey.set(tr.dataset.paperKey, tr);
     const indexesOf = (facet, values) => values.map((value) => options[facet].index.get(value));
     const rows = JSON.parse(document.getElementById("explorer-data").textContent).map((entry, position) => ({
       position,
@@ -197,9 +198,9 @@
             : (a, b) => direction * collator.compare(a.sort[column], b.sort[column]);
         ordered.sort((a, b) => compare(a, b) || a.position - b.position);
       }
-      const fragment = document.createDocumentFragment();
-      for (const row of ordered) fragment.appendChild(row.el);
-      tbody.appendChild(fragment);
+      const fragments = bodies.map(() => document.createDocumentFragment());
+      ordered.forEach((row, i) => fragments[Math.floor(i / rowsPerBody)].appendChild(row.el));
+      bodies.forEach((body, k) => body.appendChild(fragments[k]));
       for (const th of headers) {
         if (th.dataset.sort === column) th.setAttribute("aria-sort", descending ? "descending" : "ascending");
         else th.removeAttribute("aria-sort");

@@ -126,8 +126,8 @@ def test_search_finds_a_paper_by_a_word_of_its_title(tab: Tab, catalog: Catalog)
         (p, w) for p in catalog.papers for w in re.findall(r"[A-Za-z]{7,}", p.title) if words[w.lower()] == 1
     )
     tab.open("")
-    tab.page.wait_for_load_state("networkidle")  # Material's search worker has fetched its index
-    tab.page.fill("input.md-search__input", word)
+    # Typed key by key: Material's search reads the box on keyup, which fill() does not send.
+    tab.page.locator("input.md-search__input").press_sequentially(word)
     hit = tab.page.locator(f'.md-search-result__item a[href*="/papers/{paper.key}/"]').first
     hit.wait_for(timeout=15_000)
 

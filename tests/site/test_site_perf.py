@@ -39,12 +39,11 @@ def test_a_filter_change_on_10000_entries_takes_under_50_ms(
     tab = new_tab(serve(large_site))
     tab.open("explorer/")
     assert tab.page.locator("#explorer-table tbody tr").count() == ENTRIES
-    category = catalog.taxonomy.categories[0].id
-    elapsed = [
-        tab.page.evaluate(TIME_ONE_CHANGE, f'input[name="category"][value="{category}"]') for _ in range(3)
-    ]
-    # Checked, unchecked, checked: each change shows or hides thousands of rows.
-    assert int(tab.page.text_content("#result-count")) < ENTRIES
+    box = f'input[name="category"][value="{catalog.taxonomy.categories[0].id}"]'
+    tab.page.evaluate(TIME_ONE_CHANGE, box)  # the first change also compiles the code; not timed
+    # Unchecked, checked, unchecked, checked: each change hides or shows thousands of matching rows.
+    elapsed = sorted(tab.page.evaluate(TIME_ONE_CHANGE, box) for _ in range(4))
     print(f"filter change on {ENTRIES} entries: {', '.join(f'{ms:.1f}' for ms in elapsed)} ms")
-    assert min(elapsed) < BUDGET_MS
+    assert int(tab.page.text_content("#result-count")) < ENTRIES
+    assert elapsed[len(elapsed) // 2] < BUDGET_MS  # the median, so one descheduling cannot decide
     assert not tab.errors
