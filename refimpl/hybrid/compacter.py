@@ -138,6 +138,7 @@ class Compacter(Method):
         unfreeze_norms_and_head(model, options.train_layer_norms, options.train_head)
 
     def expected_trainable(self, model: nn.Module, options: CompacterOptions) -> int:
+        """n³ (shared rules) + adapters · [2r(d + k) + k + d] + layer norms + head; adapters = 2L or L (compacter++)"""
         d, k, r = hidden_size(model), options.adapter_size, options.rank
         adapters = len(transformer_blocks(model)) * len(POSITIONS[options.variant])
         per_adapter = PHMLinear.parameter_count(d, k, r) + PHMLinear.parameter_count(k, d, r)

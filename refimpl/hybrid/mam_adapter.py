@@ -101,6 +101,7 @@ class MAMAdapter(Method):
         unfreeze_norms_and_head(model, norms=False, head=options.train_head)
 
     def expected_trainable(self, model: nn.Module, options: MAMOptions) -> int:
+        """prefix tuning's count (P' and MLP, or n·L·2·d_kv) + L · (2dr + r + d) parallel adapters + head"""
         prefix = PrefixTuning().expected_trainable(model, _prefix_options(options))
         adapters = model.config.num_hidden_layers * Bottleneck.parameter_count(
             hidden_size(model), options.adapter_size

@@ -157,6 +157,7 @@ class S4(Method):
                 parameter.requires_grad_(True)
 
     def expected_trainable(self, model: nn.Module, options: S4Options) -> int:
+        """Σ over groups of |G| · per-layer counts: adapter 2dm + m + d, LoRA r(in + out) per q/v, BitFit 7d + d_ff; + head"""
         groups = layer_groups(model.config.num_hidden_layers, options.group_weights)
         adapted = sum(
             len(layers) * sum(_per_layer_count(model, strategy, options) for strategy in set(strategies))

@@ -130,6 +130,7 @@ class UniPELT(Method):
         unfreeze_norms_and_head(model, norms=False, head=options.train_head)
 
     def expected_trainable(self, model: nn.Module, options: UniPELTOptions) -> int:
+        """LoRA r(in + out) per q/v + prefix tuning's count + L · (2dm + m + d) adapters + 3L(d + 1) gates + head"""
         d, layers = hidden_size(model), model.config.num_hidden_layers
         gates = layers * 3 * (d + 1)
         adapters = layers * Bottleneck.parameter_count(d, options.adapter_size)
