@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import diffusion, multimodal, tiny, video, vision
+from . import diffusion, multimodal, segmentation, tiny, video, vision
 from .specs import Batch, TinyModelSpec
 from .tiny import minilm, tiny_bert, tiny_gpt2, tiny_llama
 
@@ -16,6 +16,7 @@ TINY_MODELS: dict[str, TinyModelSpec] = {
     **diffusion.SPECS,
     **video.SPECS,
     **multimodal.SPECS,
+    **segmentation.SPECS,
 }
 
 
