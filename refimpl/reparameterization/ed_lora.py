@@ -143,6 +143,8 @@ def gradient_fusion(
     layer_names = None
     for index, (model, inputs) in enumerate(zip(concept_models, inputs_per_concept, strict=True)):
         layers = {name: m for name, m in model.named_modules() if isinstance(m, DeltaLinear)}
+        if not layers:
+            raise RefimplError(f"gradient_fusion: concept {index} has no weight-update layers to fuse")
         if layer_names is not None and set(layers) != layer_names:
             raise RefimplError(f"gradient_fusion: concept {index} adapts other layers than concept 0")
         layer_names = set(layers)
