@@ -9,9 +9,10 @@ by every layer:
     FacT-TK:  ΔW_k = s · V (Σ_j P_{jk} C_j) U            (C ∈ R^{r×r×r}, P ∈ R^{r×n})
 
 with U ∈ R^{r×d} and V ∈ R^{d×r} shared. Trainable: U, V, the cores (TT: Σ; TK: C and P) and the task head.
-V starts at zero, so ΔW = 0 at start; the rest follows the authors' code (Xavier cores, Kaiming U). The update
-is a weight delta, so it merges into the frozen weights. Defaults: rank 8, s = 1 (the paper tunes both per task);
-the authors' dropout on the rank-r activations is left out.
+V starts at zero, so ΔW = 0 at start; the other inits follow the authors' code (U and the TT cores
+Kaiming-uniform like a default nn.Linear, the Tucker C and P Xavier). The update is a weight delta, so it merges
+into the frozen weights. Defaults: rank 8 and s = 1, the defaults of the authors' set-up function (the paper
+tunes both per task); the authors' dropout on the rank-r activations is left out.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class FactLinear(DeltaLinear):
         if options.form == "tt":
             cores = torch.empty(*self.blocks, options.rank, options.rank, dtype=base.weight.dtype)
             for core in cores.view(-1, options.rank, options.rank):
-                nn.init.xavier_uniform_(core)
+                nn.init.kaiming_uniform_(core, a=math.sqrt(5))
             self.cores = nn.Parameter(cores.to(base.weight.device))
 
     def slice_cores(self) -> torch.Tensor:
