@@ -4,11 +4,11 @@ ICLR 2024 (catalogue: lycoris): LyCORIS's low-rank Kronecker-product update.
     h = W0 x + (alpha / r) · (W1 ⊗ W2) x,   W1 ∈ R^{u1×v1} whole,  W2 = B2 A2 ∈ R^{u2×v2} of rank r,
     u1·u2 = out, v1·v2 = in
 
-Trainable: W1, and W2's factors B2 (u2 × r) and A2 (r × v2), of every targeted linear layer. Factorisation of the
-dimensions (LyCORIS's rule): u1 and v1 are `factor` when given, otherwise the divisor of out (in) nearest below its
-square root, so W1 is the smaller factor and W2 the larger one. W2 is kept whole when r ≥ max(u2, v2) / 2, where a
-rank-r factorisation would not save parameters (LyCORIS does the same). Initialisation as in LyCORIS: W1 and A2
-Kaiming-uniform, B2 (or the whole W2) zero, so ΔW = 0 at the start.
+Trainable: W1 (lokr_w1), and W2's factors B2 (lokr_w2_a, u2 × r) and A2 (lokr_w2_b, r × v2), of every targeted
+linear layer (peft's names). Factorisation of the dimensions (LyCORIS's rule): u1 and v1 are `factor` when given,
+otherwise the divisor of out (in) nearest below its square root, so W1 is the smaller factor and W2 the larger one. W2 is kept whole when r ≥ max(u2, v2) / 2, where a
+rank-r factorisation would not save parameters (LyCORIS does the same). Initialisation as in LyCORIS: W1 and B2
+Kaiming-uniform, A2 (or the whole W2) zero, so ΔW = 0 at the start.
 
 The layer is KronA's (krona.py) with its two factors computed from these parameters, so the Kronecker forward
 without forming W1 ⊗ W2 and the merge are KronA's. Options and defaults are LoRA's (rank 8, alpha 16, query and value
@@ -86,7 +86,7 @@ class LoKr(Method):
     foundation_models = ("VGM",)
     papers = ("lycoris",)
     summary = "Learn each weight update as the Kronecker product of a small matrix and a low-rank one."
-    update_rule = "h = W0 x + (alpha/r) (W1 ⊗ B2 A2) x,  B2 = 0 at init"
+    update_rule = "h = W0 x + (alpha/r) (W1 ⊗ B2 A2) x,  A2 = 0 at init"
     trainable = "lokr_w1 (u1 × v1) and lokr_w2_a (u2 × r), lokr_w2_b (r × v2) of each targeted linear layer"
     mergeable = True
     identity_at_init = True
