@@ -6,9 +6,9 @@ ICLR 2024 (catalogue: lycoris): LyCORIS's low-rank Kronecker-product update.
 
 Trainable: W1 (lokr_w1), and W2's factors B2 (lokr_w2_a, u2 × r) and A2 (lokr_w2_b, r × v2), of every targeted
 linear layer (peft's names). Factorisation of the dimensions (LyCORIS's rule): u1 and v1 are `factor` when given,
-otherwise the divisor of out (in) nearest below its square root, so W1 is the smaller factor and W2 the larger one. W2 is kept whole when r ≥ max(u2, v2) / 2, where a
-rank-r factorisation would not save parameters (LyCORIS does the same). Initialisation as in LyCORIS: W1 and B2
-Kaiming-uniform, A2 (or the whole W2) zero, so ΔW = 0 at the start.
+otherwise the divisor of out (in) nearest below its square root, so W1 is the smaller factor and W2 the larger one.
+W2 is kept whole when r ≥ max(u2, v2) / 2, where a rank-r factorisation would not save parameters (LyCORIS does the
+same). Initialisation as in LyCORIS: W1 and B2 Kaiming-uniform, A2 (or the whole W2) zero, so ΔW = 0 at the start.
 
 The layer is KronA's (krona.py) with its two factors computed from these parameters, so the Kronecker forward
 without forming W1 ⊗ W2 and the merge are KronA's. Options and defaults are LoRA's (rank 8, alpha 16, query and value
