@@ -4,10 +4,11 @@ Fine-Tuning", ICCV 2023 (catalogue: difffit).
     x ← x + γ_a ⊙ Attn(Norm(x)),   x ← x + γ_f ⊙ FFN(Norm(x)),   γ = 1 at init;  b = b0 + Δb
 
 Trainable: every bias term (as BitFit), the affine weights of the normalisation layers (LayerNorm, GroupNorm), the
-class embedding where the denoiser has one, and new per-channel scale factors γ (initialised to 1, so the model
-starts exactly as the base) after the self-attention, cross-attention and feed-forward branch of every transformer
-block. The paper fine-tunes DiT; here the blocks are those of diffusers' UNet (the tiny UNet has no class
-embedding; one built with `num_class_embeds` trains its table too).
+class embedding where the denoiser has one, and new scale factors γ (initialised to 1, so the model starts exactly
+as the base; one per channel, as in the diffusers port the catalogue links to) after the self-attention,
+cross-attention and feed-forward branch of every transformer block. The paper fine-tunes DiT; here the blocks are
+those of diffusers' UNet (the tiny UNet has no class embedding; one built with `num_class_embeds` trains its table
+too).
 
 Mergeable: yes. Each scaled branch ends in a linear projection (to_out.0 of the attention, ff.net.2 of the FFN)
 before the residual add, so γ ⊙ (W h + b) = (diag(γ) W) h + γ ⊙ b: merging scales that projection's rows and bias

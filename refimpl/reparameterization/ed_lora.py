@@ -12,15 +12,16 @@ outputs on that concept's own layer inputs X_i (captured by running the concept'
 
     W = argmin_W Σ_i ||(W0 + ΔW_i) X_i − W X_i||²  =  W0 + (Σ_i ΔW_i X_i X_iᵀ) (Σ_i X_i X_iᵀ)⁺
 
-solved here in closed form (the paper minimises the same objective by gradient descent). The pseudo-inverse acts on
-the update only, so W = W0 in input directions that no concept's data reaches (below 1e-10 of the largest energy).
+solved here in closed form (the authors minimise the same objective iteratively). The pseudo-inverse acts on the
+update only, so W = W0 in input directions that no concept's data reaches (below 1e-10 of the largest energy).
 
 Trainable: e_l for every cross-attention layer, and LoRA's A and B (rank 4, as in the authors' released configs;
 alpha = r, an update scale of 1, is our choice). Simplifications: the tiny UNet takes the text encoder's output
 directly and has no text encoder, so e_l replaces the row of that output at `concept_position` (the paper feeds a
 layer-specific token embedding through the text encoder, whose own LoRA is plain `lora` on the CLIP text model);
-the paper's concept is two tokens (one random, one initialised from the class word); here it is one token,
-initialised at random with the paper's std 0.013. Not identity at init: the concept row is replaced from the start.
+the authors' configs make a concept two tokens (one random with std 0.013, one initialised from the class word);
+here it is one token, initialised at random with that std. Not identity at init: the concept row is replaced from
+the start.
 """
 
 from __future__ import annotations
