@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -228,3 +229,12 @@ def test_a_javascript_link_is_refused_before_anything_is_built(project_copy: Pat
     with pytest.raises(SiteBuildError, match="links.code"):
         build_site(project_copy, project_copy.parent / "site")
     assert not (project_copy.parent / "site" / "papers").exists()
+
+
+def test_mkdocs_serve_watches_the_catalogue_beside_the_config(tmp_path: Path) -> None:
+    from atlas.site import hook
+
+    watched: list[str] = []
+    config = SimpleNamespace(config_file_path=str(tmp_path / "mkdocs.yml"))
+    hook.on_serve(SimpleNamespace(watch=watched.append), config=config, builder=None)
+    assert watched == [str(tmp_path / "catalog")]

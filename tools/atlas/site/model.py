@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atlas.loader import Catalog
-from atlas.schema import Paper, Relation
+from atlas.schema import Paper
 
 RUN_COMMAND = "python -m refimpl run {method}"
 
@@ -79,11 +79,9 @@ class SiteModel:
                 by_subcategory[(paper.category, paper.subcategory)].append(paper)
             for fm in paper.foundation_models:
                 by_fm[fm].append(paper)
-            named = [(paper.refimpl.method, paper.refimpl.relation.value)]
-            named += [(also, Relation.related.value) for also in paper.refimpl.also]
-            for name, relation in named:
+            for name in (paper.refimpl.method, *paper.refimpl.also):  # `also` shares the paper's relation
                 method = methods.setdefault(name, Method(name, info=(registry or {}).get(name)))
-                method.papers.append((paper, relation))
+                method.papers.append((paper, paper.refimpl.relation.value))
         return cls(
             catalog=catalog,
             registry=registry,

@@ -49,6 +49,12 @@ RELATION_PHRASES = {
     Relation.uses.value: "the method this paper applies or builds on",
     Relation.related.value: "the closest implementation to this paper's content",
 }
+# The same relation seen from a method page.
+PAPER_RELATIONS = {
+    Relation.implements.value: "proposes this method",
+    Relation.uses.value: "applies or builds on this method",
+    Relation.related.value: "proposes no method of its own; this is the closest implementation",
+}
 KIND_NOTES = {
     PaperKind.analysis: "an analysis paper; it proposes no PEFT method",
     PaperKind.backbone: "a foundation model that PEFT methods build on, not a PEFT method",
@@ -118,6 +124,7 @@ class PageBuilder:
             authors_short=authors_short,
             subcategory_name=self.subcategory_name,
             relation_phrase=RELATION_PHRASES.__getitem__,
+            paper_relation=PAPER_RELATIONS.__getitem__,
             method_status=self.method_status,
             method_category=self.method_category,
             yes_no=lambda flag: "yes" if flag else "no",
