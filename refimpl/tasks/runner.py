@@ -1,0 +1,152 @@
+"""Run one method on a task and measure it against the task's two references, computed by the same loop."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..core.api import apply, trainable_parameters
+from ..core.registry import get_method
+from . import Task, choose_task
+from .base import Fit, fit
+from .cache import cached_json
+
+FULL, FROZEN = "full fine-tuning", "frozen baseline"
+
+
+def reset_peak_memory() -> str:
+    """Start a fresh peak-memory window where the kernel allows it; returns what `peak_memory_mb` then measures."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak resident set size
+        return "peak resident set size (VmHWM) from model build to evaluation"
+    except OSError:
+        return "peak resident set size of the whole process so far (getrusage ru_maxrss)"
+
+
+def peak_memory_mb() -> float:
+    try:
+        status = Path("/proc/self/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _train_reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, Any]:
+    model = task.build_model(seed)
+    if kind == FROZEN:
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        for parameter in task.head_parameters(model):
+            parameter.requires_grad_(True)
+    trainable, total = trainable_parameters(model)
+    result = fit(model, task.train_batches(seed), steps, task.full_lr if kind == FULL else task.lr, kind)
+    return {
+        "metric": task.evaluate(model),
+        "median_step_s": result.median_step,
+        "trainable": trainable,
+        "total": total,
+    }
+
+
+def reference(task: Task, kind: str, steps: int, seed: int, refresh: bool = False) -> dict[str, Any]:
+    """Full fine-tuning or the frozen baseline on this task, steps and seed: computed once, then read from cache
+    (`refresh` recomputes, e.g. to time full fine-tuning on this machine now)."""
+    key = {**task.config(), "reference": kind, "steps": steps, "seed": seed, "torch": torch.__version__}
+    key["lr"] = task.full_lr if kind == FULL else task.lr
+    return cached_json("reference", key, lambda: _train_reference(task, kind, steps, seed), refresh)
+
+
+@dataclass
+class Outcome:
+    method: str
+    task: Task
+    steps: int
+    lr: float
+    seed: int
+    trainable: int
+    total: int
+    fit: Fit
+    metric: float
+    references: dict[str, dict[str, Any]]
+    wall_s: float  # build, adapt, train and evaluate the method (references excluded)
+    cpu_s: float  # CPU time of the same, all threads: less sensitive than wall time to a busy machine
+    peak_memory_mb: float
+    memory_source: str
+    model: nn.Module
+
+    def figures(self) -> dict[str, Any]:
+        """The figures `refimpl run` prints, as saved in metrics.json."""
+        losses = self.fit.losses
+        return {
+            "method": self.method,
+            "model": self.task.model_type,
+            "task": self.task.name,
+            "steps": self.steps,
+            "lr": self.lr,
+            "seed": self.seed,
+            "trainable": self.trainable,
+            "total": self.total,
+            "trainable_percent": 100 * self.trainable / self.total,
+            "loss": {"first": losses[0], "min": min(losses), "last": losses[-1]} if losses else None,
+            "metric": {
+                "name": self.task.metric,
+                "higher_is_better": self.task.higher_is_better,
+                "value": self.metric,
+                FULL: self.references[FULL]["metric"],
+                FROZEN: self.references[FROZEN]["metric"],
+            },
+            "median_step_s": self.fit.median_step,
+            "full_fine_tuning_median_step_s": self.references[FULL]["median_step_s"],
+            "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+            "peak_memory_mb": self.peak_memory_mb,
+            "peak_memory_source": self.memory_source,
+        }
+
+
+def execute(
+    method: str,
+    model_type: str | None = None,
+    task_name: str | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    lr: float | None = None,
+    refresh_references: bool = False,
+) -> Outcome:
+    """Adapt the task's pre-trained model with `method` (default options), train it and score it."""
+    task = choose_task(get_method(method).info(), model_type, task_name)
+    steps = task.steps if steps is None else steps
+    lr = task.lr if lr is None else lr
+    references = {kind: reference(task, kind, steps, seed, refresh_references) for kind in (FULL, FROZEN)}
+    memory_source = reset_peak_memory()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model = task.build_model(seed)
+    torch.manual_seed(seed)  # the method's own initialisation
+    apply(model, method)
+    trainable, total = trainable_parameters(model)
+    result = fit(model, task.train_batches(seed), steps, lr, method)
+    metric = task.evaluate(model)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return Outcome(
+        method,
+        task,
+        steps,
+        lr,
+        seed,
+        trainable,
+        total,
+        result,
+        metric,
+        references,
+        wall,
+        cpu,
+        peak_memory_mb(),
+        memory_source,
+        model,
+    )

@@ -1,0 +1,71 @@
+"""`python -m refimpl run`: what it prints is what it saves, runs repeat under a seed, adapters reload exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from refimpl import load_adapter, save_adapter
+from refimpl.cli import main
+from refimpl.tasks.runner import FROZEN, FULL, execute
+
+STEPS = "3"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    """References and backbones go to a fresh cache, so the tests also cover computing them."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REFIMPL_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def run(method: str, out, capsys, *extra: str) -> tuple[str, dict]:
+    assert main(["run", method, "--steps", STEPS, "--out", str(out), *extra]) == 0
+    return capsys.readouterr().out, json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["lora", "bitfit", "prompt_tuning", "bottleneck_adapter"])
+def test_printed_figures_are_the_saved_ones(method, tmp_path, capsys):
+    printed, saved = run(method, tmp_path, capsys)
+    metric, loss = saved["metric"], saved["loss"]
+    assert (saved["method"], saved["task"], saved["model"], saved["steps"]) == (
+        method,
+        "sentiment",
+        "bert",
+        3,
+    )
+    assert f"{saved['trainable']:,} of {saved['total']:,} ({saved['trainable_percent']:.4f}%)" in printed
+    assert f"first {loss['first']:.4f}, min {loss['min']:.4f}, last {loss['last']:.4f}" in printed
+    assert (
+        f"{method} {metric['value']:.4f} | full fine-tuning {metric[FULL]:.4f} | frozen baseline {metric[FROZEN]:.4f}"
+        in printed
+    )
+    assert f"peak memory: {saved['peak_memory_mb']:.1f} MB" in printed
+    assert 0 < saved["trainable"] < saved["total"] and 0 <= metric["value"] <= 1
+    assert (tmp_path / "adapter_model.safetensors").is_file()
+
+
+def test_same_seed_same_figures_other_seed_other_run(tmp_path, capsys):
+    _, first = run("lora", tmp_path / "a", capsys, "--seed", "1")
+    _, again = run("lora", tmp_path / "b", capsys, "--seed", "1")
+    _, other = run("lora", tmp_path / "c", capsys, "--seed", "2")
+    assert f"{first['metric']['value']:.4f}" == f"{again['metric']['value']:.4f}"
+    assert first["loss"] == again["loss"] != other["loss"]
+
+
+def test_saved_adapter_reloads_onto_a_fresh_base_with_identical_outputs(tmp_path):
+    outcome = execute("lora", steps=3, seed=0)
+    save_adapter(outcome.model, tmp_path)
+    reloaded = load_adapter(outcome.task.build_model(seed=0), tmp_path).eval()
+    batch = {k: v for k, v in outcome.task.test_batches()[0].items() if k != "labels"}
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch).logits, outcome.model(**batch).logits)
+
+
+def test_model_type_without_a_task_exits_2_naming_it(tmp_path, capsys):
+    assert main(["run", "lora", "--model", "unet", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "no task yet" in error and "unet" in error and error.count("\n") == 1

@@ -1,0 +1,83 @@
+"""The tasks behind `refimpl run`: shipped data, the digits transfer split, the backbone cache, task choice."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from refimpl import RefimplError, get_method
+from refimpl.tasks import choose_task
+from refimpl.tasks.cache import cache_path, cached_json, cached_tensors
+from refimpl.tasks.digits import SOURCE_CLASSES, TARGET_CLASSES, digits, indices_of, target_indices
+from refimpl.tasks.make_text_dataset import LABELS, generate
+from refimpl.tasks.sentiment import examples
+
+
+def test_shipped_dataset_is_large_split_disjointly_and_balanced():
+    rows = examples()
+    assert len(rows) >= 1000
+    train = {row.text for row in rows if row.split == "train"}
+    test = {row.text for row in rows if row.split == "test"}
+    assert len(train) + len(test) == len(rows) and not train & test
+    counts = Counter((row.split, row.label) for row in rows)
+    for split in ("train", "test"):
+        assert counts[(split, 0)] == counts[(split, 1)] > 0
+
+
+def test_shipped_file_is_what_the_generator_writes():
+    generated = [(r["split"], r["domain"], LABELS.index(r["label"]), r["text"]) for r in generate()]
+    assert generated == [(row.split, row.domain, row.label, row.text) for row in examples()]
+
+
+def test_dataset_needs_more_than_word_polarity():
+    texts = {row.text: row.label for row in examples()}
+    negated = [text for text in texts if " not " in text or "hardly" in text or "far from" in text]
+    contrasted = [text for text in texts if ", but " in text or text.startswith("although ")]
+    assert len(negated) > 200 and len(contrasted) > 200
+    assert {texts[text] for text in contrasted} == {0, 1}
+
+
+def test_digits_are_pretrained_on_0_to_4_and_adapted_on_5_to_9():
+    labels = digits()[1]
+    assert set(labels[indices_of(SOURCE_CLASSES)].tolist()) == {0, 1, 2, 3, 4}
+    train, test = target_indices("train"), target_indices("test")
+    assert set(labels[train].tolist()) == set(labels[test].tolist()) == {5, 6, 7, 8, 9} == set(TARGET_CLASSES)
+    assert not set(train.tolist()) & set(test.tolist())
+    assert sorted(train.tolist() + test.tolist()) == indices_of(TARGET_CLASSES).tolist()
+
+
+def test_cache_is_keyed_by_config_and_rebuilt_when_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFIMPL_CACHE", str(tmp_path))
+    builds = []
+
+    def build(value: float):
+        builds.append(value)
+        return {"weight": torch.full((2,), value)}
+
+    first = cached_tensors("backbone", {"seed": 0}, lambda: build(1.0))
+    again = cached_tensors("backbone", {"seed": 0}, lambda: build(2.0))
+    assert builds == [1.0] and torch.equal(first["weight"], again["weight"])
+    other = cached_tensors("backbone", {"seed": 1}, lambda: build(3.0))
+    assert builds == [1.0, 3.0] and other["weight"][0] == 3.0
+    cache_path("backbone", {"seed": 0}, ".safetensors").unlink()
+    rebuilt = cached_tensors("backbone", {"seed": 0}, lambda: build(4.0))
+    assert builds == [1.0, 3.0, 4.0] and rebuilt["weight"][0] == 4.0
+    assert cached_json("reference", {"steps": 3}, lambda: {"metric": 0.5}) == {"metric": 0.5}
+    assert cached_json("reference", {"steps": 3}, lambda: {"metric": 0.9}) == {"metric": 0.5}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary files left
+
+
+@pytest.mark.parametrize(
+    ("method", "task", "model_type"),
+    [("lora", "sentiment", "bert"), ("dart", "generation", "gpt2"), ("adaptformer", "digits", "vit")],
+)
+def test_default_task_follows_the_methods_model_types(method, task, model_type):
+    chosen = choose_task(get_method(method).info())
+    assert (chosen.name, chosen.model_type) == (task, model_type)
+
+
+def test_model_type_without_a_task_is_a_clear_error():
+    with pytest.raises(RefimplError, match="no task yet for method 'lora' on model type\\(s\\) unet"):
+        choose_task(get_method("lora").info(), model_type="unet")
