@@ -12,11 +12,12 @@ the cache against the zero-shot term and β sets how sharply affinities decay. T
 Tip-Adapter-F unfreezes the keys (N·D parameters), keeping the values fixed.
 
 `build_cache(model, pixel_values, labels)` fills the keys from K images per class (the training-free adapter).
-Before it is called, each class's K key slots hold that class's text feature, a stand-in stated here so the cache
-is defined from the options alone. The values are always the class-major one-hot layout (K rows per class), a
-function of the options, so they are re-derived rather than saved. `finetune_keys` defaults to True
-(Tip-Adapter-F) because a method whose defaults train nothing cannot be fine-tuned or tested as one; with False the
-model is the training-free Tip-Adapter. Defaults α = 1, β = 5.5.
+Before it is called, each class's K key slots hold that class's text feature, a stand-in stated here so the
+cache is defined from the options alone. The values are always the class-major one-hot layout (K rows per
+class), a function of the options, so they are re-derived rather than saved. `finetune_keys` defaults to True
+(Tip-Adapter-F) because a method whose defaults train nothing cannot be fine-tuned or tested as one; with
+False the model is the training-free Tip-Adapter. Defaults α = 1.17, β = 1: where the authors' ImageNet
+configuration (configs/imagenet.yaml of the official code) starts its search over both.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ CACHE_NAME = "tip_cache"
 
 class TipAdapterOptions(MethodOptions):
     shots: int = Field(2, gt=0, description="K: cached training images per class (the cache holds K·C keys)")
-    alpha: float = Field(1.0, ge=0, description="α: weight of the cache logits against the zero-shot logits")
-    beta: float = Field(5.5, gt=0, description="β: sharpness of the affinity exp(−β(1 − f·k))")
+    alpha: float = Field(1.17, ge=0, description="α: weight of the cache logits against the zero-shot logits")
+    beta: float = Field(1.0, gt=0, description="β: sharpness of the affinity exp(−β(1 − f·k))")
     finetune_keys: bool = Field(
         True, description="Tip-Adapter-F: train the cached keys (False: training-free)"
     )
