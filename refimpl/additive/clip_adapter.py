@@ -4,10 +4,11 @@
     f' = α · A(f) + (1 − α) · f,   A(f) = ReLU(W2 ReLU(W1 f)),   W1 ∈ R^{(D/r)×D}, W2 ∈ R^{D×(D/r)}
 
 A two-layer bottleneck MLP on CLIP's final image feature f (and/or text feature), blended with the original
-feature by the residual ratio α so that the few-shot adapter keeps CLIP's zero-shot knowledge. Trainable: the two
-bias-free linear layers per adapted feature, 2·D²/r parameters; the whole of CLIP stays frozen. Defaults: the image
-adapter only, reduction r = 4 and α = 0.2. Applies to the zero-shot class-prompt classifier ("clip_fewshot", the
-paper's few-shot classification setting) and to the plain CLIP dual encoder.
+feature by the residual ratio α so that the few-shot adapter keeps CLIP's zero-shot knowledge. Trainable: the
+two bias-free linear layers per adapted feature, 2·D²/r parameters; the whole of CLIP stays frozen. Defaults
+as in the authors' code (clip_adapter.py): the image adapter only, reduction r = 4, α = 0.2. Applies to the
+zero-shot class-prompt classifier ("clip_fewshot", the paper's few-shot classification setting) and to the
+plain CLIP dual encoder.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ One frozen CLIP serves as the whole backbone; only a light decoder on top of its
     inference      p(q)_c ∝ p_in(q)_c^(1−α) · p_out(q)_c^α for seen classes, exponent β for unseen ones
     semantic map   S_c,p = Σ_q p(q)_c σ(m_qp);  logits = log S
 
-Training uses the in-vocabulary classifier only (the out-of-vocabulary branch has no trainable part); the geometric
-ensemble runs in eval mode. Defaults α = 0.4, β = 0.8; classes listed in `unseen_classes` get β. Trainable: the
-pixel decoder, queries, mask decoder and the two embedding heads; CLIP is frozen.
+Training uses the in-vocabulary classifier only (the out-of-vocabulary branch has no trainable part); the
+geometric ensemble runs in eval mode. Defaults α = 0.4, β = 0.8, as in the authors' config; classes listed in
+`unseen_classes` get β. Trainable: the pixel decoder, queries, mask decoder and the two embedding heads; CLIP
+is frozen.
 
 Tiny honest version, stated: the backbone is the tiny ViT CLIP (FC-CLIP's point is a convolutional CLIP, whose
 dense features transfer to high resolutions); one feature scale instead of a multi-scale pixel decoder; one
