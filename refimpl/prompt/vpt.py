@@ -39,7 +39,7 @@ def insert_layer_prompts(model: nn.Module, prompts: dict[int, LayerPrompt]) -> N
     def hook_for(prompt: LayerPrompt) -> Callable[[nn.Module, tuple], tuple]:
         def before(module: nn.Module, args: tuple) -> tuple:
             hidden = args[0]
-            tokens = prompt().to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)
+            tokens = prompt().to(hidden).unsqueeze(0).expand(hidden.shape[0], -1, -1)
             return (torch.cat([hidden[:, :1], tokens, hidden[:, -patches:]], dim=1), *args[1:])
 
         return before
