@@ -266,7 +266,7 @@
       render();
     });
     for (const th of headers) {
-      th.querySelector("button").addEventListener("click", () => {
+      th.addEventListener("click", () => { // the header's button, or Material's sort arrow beside it
         const column = th.dataset.sort;
         state.sort = state.sort === column ? "-" + column : column;
         update("push");
