@@ -1,19 +1,19 @@
 """NOAH — Zhang, Zhou and Liu, "Neural Prompt Search", TPAMI 2025 (catalogue: noah).
 
-    block i:  VPT-deep prompts (t_i tokens)  +  LoRA on W_q, W_v (rank r_i)  +  adapter after the FFN (size m_i)
-    search:   (t, r, m) per block = argmin over subnets of the supernet's validation loss, then retrain that subnet
+    block i:  VPT-deep prompts (t_i tokens) + LoRA on W_q, W_v (rank r_i) + adapter after the FFN (size m_i)
+    search:   (t, r, m) per block = argmin of the supernet's validation loss over subnets; retrain the best
 
 Neural prOmpt seArcH puts all three PEFT modules in every block of a frozen ViT and searches their sizes per
 block by one-shot architecture search: a supernet holds each module at its largest size, every training step
-samples a subnet whose modules use the leading slices of those weights (weight sharing), an evolutionary search
-then scores subnets on validation data with the trained supernet, and the chosen subnet is retrained from
-scratch. Here: `refimpl.apply(model, "noah", supernet=True)` builds the supernet (a new subnet is sampled at every
-training-mode forward), `evolutionary_search(model, batch)` scores subnets on a validation batch and returns the
-best configuration, and `refimpl.apply(model, "noah", **config)` builds and trains that subnet. With no
-configuration the registered method applies a fixed mid-size subnet (5 everywhere). Trainable: the modules the
-subnet uses and the classification head. LoRA here has no extra scale (alpha = r); size 0 means no module of
-that kind in the block. The search space (adapter and LoRA sizes {0, 1, 5, 9}, prompt lengths {0, 5, 10}) and
-the search's sizes are ours, small enough for tests.
+samples a subnet whose modules use the leading slices of those weights (weight sharing), an evolutionary
+search then scores subnets on validation data with the trained supernet, and the chosen subnet is retrained
+from scratch. Here: `refimpl.apply(model, "noah", supernet=True)` builds the supernet (a new subnet is sampled
+at every training-mode forward), `evolutionary_search(model, batch)` scores subnets on a validation batch and
+returns the best configuration, and `refimpl.apply(model, "noah", **config)` builds and trains that subnet.
+With no configuration the registered method applies a fixed mid-size subnet (5 everywhere). Trainable: the
+modules the subnet uses and the classification head. LoRA here has no extra scale (alpha = r); size 0 means no
+module of that kind in the block. The search space (adapter and LoRA sizes {0, 1, 5, 9}, prompt lengths
+{0, 5, 10}) and the search's sizes are ours, small enough for tests.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class SlicedBottleneck(Bottleneck):
 
 
 class PromptSlices(nn.Module):
-    """VPT-deep prompts of each block's size (none for size 0), used through their leading `active[i]` tokens."""
+    """VPT-deep prompts of each block's size (none for size 0), used through their first `active[i]`."""
 
     def __init__(self, tokens: Sequence[int], hidden: int, bound: float, like: torch.Tensor) -> None:
         super().__init__()
@@ -180,9 +180,9 @@ def evolutionary_search(
     mutation: float = 0.3,
     seed: int = 0,
 ) -> tuple[Config, float, list[tuple[Config, float]]]:
-    """Score subnets of a trained supernet by their loss on a validation batch and evolve them: keep the better
-    half, refill with uniform crossovers of two survivors, each size re-drawn with probability `mutation`.
-    Returns the best configuration, its loss and every (configuration, loss) evaluated."""
+    """Score subnets of a trained supernet by their loss on a validation batch and evolve them: keep the
+    better half, refill with uniform crossovers of two survivors, each size re-drawn with probability
+    `mutation`. Returns the best configuration, its loss and every (configuration, loss) evaluated."""
     rng = random.Random(seed)
     blocks = len(named_blocks(model)[1])
     history: list[tuple[Config, float]] = []

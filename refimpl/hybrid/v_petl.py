@@ -5,15 +5,15 @@ Learning", arXiv 2022 (catalogue: v-petl; filed VGM upstream, but it adapts vide
     adapter: h ← h + W_up ReLU(W_down h)                                      (after the FFN)
 
 The paper views prompts, prefixes, adapters and LoRA as modifications of a frozen transformer and proposes
-parallel attention (PATT), a prefix-tuning variant for vision in which the prefix keys and values are generated
-from the input instead of being free vectors; its best scheme (Swin-BAPAT) combines PATT with bottleneck
-adapters. Our reading, from the catalogue's facts and the abstract (the paper's equations were not available
-to us): beside each block's frozen self-attention, the frozen query projection attends to keys and values made
-from the same (normed) block input by rank-l projections A ∈ R^{d×l}, B ∈ R^{l×d}; the result goes through the
-frozen output projection W_o (as a prefix's contribution does) and is added with scale s; and a serial
-bottleneck adapter follows each FFN. On a ViT rather than a video Swin. Trainable: A_k, B_k, A_v, B_v per block,
-the adapters and the classification head. B_v and W_up start at zero, so the model starts at the base model.
-Defaults l = 8, s = 0.8 and adapter size 16 are ours.
+parallel attention (PATT), a prefix-tuning variant for vision in which the prefix keys and values are
+generated from the input instead of being free vectors; its best scheme is named Swin-BAPAT, which we read as
+bottleneck adapters with PATT. Our reading, from the catalogue's facts and the abstract (the paper's equations
+were not available to us): beside each block's frozen self-attention, the frozen query projection attends to
+keys and values made from the same (normed) block input by rank-l projections A ∈ R^{d×l}, B ∈ R^{l×d}; the
+result goes through the frozen output projection W_o (as a prefix's contribution does) and is added with scale
+s; and a serial bottleneck adapter follows each FFN. On a ViT rather than a video Swin. Trainable: A_k, B_k,
+A_v, B_v per block, the adapters and the classification head. B_v and W_up start at zero, so the model starts
+at the base model. Defaults l = 8, s = 0.8 and adapter size 16 are ours.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ..core.vision import classifier_parameters
 
 
 class ParallelAttention(AdapterLayer):
-    """A frozen ViT attention module plus PATT: attention of its own queries over input-generated keys/values."""
+    """A frozen ViT attention plus PATT: its own queries attend to input-generated keys and values."""
 
     def __init__(self, base: nn.Module, rank: int, scale: float) -> None:
         super().__init__()

@@ -3,15 +3,15 @@
 
     x̃ = x + v_{c(x)},   c(x) = argmin_k ‖φ(x) − μ_k‖,   v_k learned borders, μ_k k-means centroids of φ(data)
 
-A diverse target dataset is split into subsets by clustering the frozen model's features φ (the [CLS] feature of
-the unprompted ViT), with one padding prompt per subset; every image, in training and at inference, gets the
-prompt of its nearest centroid. The prompts start from a meta-learned initialisation. Functions:
-`fit_clusters(model, pixels)` runs k-means on φ and installs the centroids (a persistent buffer, so adapter files
-carry it); `reptile_step` is one meta step (Reptile: adapt the shared prompt on each task with a few SGD steps,
-then move it towards the adapted prompts), `prompt_loss` turns a batch into a task loss of the shared prompt, and
-`initialise_prompts` copies a meta-learned prompt into every cluster's. Trainable: the k prompts and, by default,
-the head (the paper reports head-tuning and head-frozen settings). Simplified: k is a fixed option rather than
-derived from the data, and the prompt border defaults to p = 2 on the tiny 16-pixel images (as VP's). Before
+A diverse target dataset is split into subsets by clustering the frozen model's features φ (the [CLS] feature
+of the unprompted ViT), with one padding prompt per subset; every image, in training and at inference, gets
+the prompt of its nearest centroid. The prompts start from a meta-learned initialisation. Functions:
+`fit_clusters(model, pixels)` runs k-means on φ and installs the centroids (a persistent buffer, so adapter
+files carry it); `reptile_step` is one meta step (Reptile: adapt the shared prompt on each task with a few SGD
+steps, then move it towards the adapted prompts), `prompt_loss` turns a batch into a task loss of the shared
+prompt, and `initialise_prompts` copies a meta-learned prompt into every cluster's. Trainable: the k prompts
+and, by default, the head (`train_head=False` freezes it). Simplified: k is a fixed option rather than derived
+from the data, and the prompt border defaults to p = 2 on the tiny 16-pixel images (as VP's). Before
 `fit_clusters` all centroids are zero, so every image uses prompt 0.
 """
 
@@ -73,7 +73,7 @@ def kmeans(points: torch.Tensor, k: int, iterations: int = 25, seed: int = 0) ->
 
 
 def fit_clusters(model: nn.Module, pixels: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Cluster the target images by their frozen features, install the centroids, return each image's cluster."""
+    """k-means on the target images' frozen features: install the centroids, return each image's cluster."""
     features = frozen_features(model, pixels).float()
     prompts: DiverseVisualPrompts = model.diverse_prompts
     prompts.centroids.copy_(kmeans(features, len(prompts.centroids), seed=seed))
@@ -81,7 +81,7 @@ def fit_clusters(model: nn.Module, pixels: torch.Tensor, seed: int = 0) -> torch
 
 
 def prompt_loss(model: nn.Module, batch: Batch) -> TaskLoss:
-    """The loss on `batch` when every cluster uses the same prompt values (C, border): a meta-learning task."""
+    """A meta-learning task: the loss on `batch` when every cluster uses the same prompt values."""
     clusters = len(model.diverse_prompts.centroids)
 
     def loss(shared: torch.Tensor) -> torch.Tensor:

@@ -1,15 +1,16 @@
-"""EVP — Wu, Li, Wei, Wang, Yuille, Zhou and Xie, "Unleashing the Power of Visual Prompting At the Pixel Level"
-(catalogue: evp; Table 1 prints TMLR 2024).
+"""EVP — Wu, Li, Wei, Wang, Yuille, Zhou and Xie, "Unleashing the Power of Visual Prompting At the Pixel
+Level" (catalogue: evp; Table 1 prints TMLR 2024).
 
     x̃ = pad_p(resize_{H−2p}(x)) + v,   v learned on the border of width p, zero inside
 
 Unlike VP, the prompt does not cover part of the image: the image is shrunk to leave the border free, and the
-border holds only the prompt. Trainable: the border prompt v (same count as VP's). The two training helpers the
-paper borrows from adversarial-example optimisation are here too: input diversity (option `input_diversity`: with
-that probability per training batch, the prompted image is resized by a random factor up to 1.1, placed at a
-random offset on a zero canvas and resized back) and gradient normalisation (`normalize_prompt_gradient`, to call
-between `backward()` and the optimiser step). The paper's 30-pixel border on 224-pixel images becomes the default
-p = 2 on the tiny 16-pixel images; the prompt starts from N(0, 1) like VP's.
+border holds only the prompt. Trainable: the border prompt v (same count as VP's). The two training helpers
+the paper borrows from adversarial-example optimisation are here too: input diversity (option
+`input_diversity`: with that probability per training batch, the prompted image is resized by a random factor
+up to 1.1, placed at a random offset on a zero canvas and resized back) and gradient normalisation
+(`normalize_prompt_gradient`, to call between `backward()` and the optimiser step). On the tiny 16-pixel
+images the default border p = 2 keeps about the share of prompted pixels of VP's 30-pixel border on 224-pixel
+images; the prompt starts from N(0, 1) like VP's.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def shrink_and_pad(images: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def diverse_input(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Input diversity: resize to a random size in [side, 1.1·side], put it at a random place on a zero canvas of
-    1.1·side, and resize back to side, so the prompt does not overfit one exact pixel alignment."""
+    """Input diversity: resize to a random size in [side, 1.1·side], put it at a random place on a zero canvas
+    of 1.1·side, and resize back to side, so the prompt does not overfit one exact pixel alignment."""
     side = images.shape[-1]
     canvas = math.ceil(side * DIVERSITY_SCALE)
     size = int(torch.randint(side, canvas + 1, (1,), generator=generator))
@@ -55,7 +56,7 @@ def normalize_prompt_gradient(model: nn.Module) -> None:
 
 
 class EVPOptions(MethodOptions):
-    prompt_size: int = Field(2, gt=0, description="border width p (30 on 224-pixel images in the paper)")
+    prompt_size: int = Field(2, gt=0, description="border width p in pixels")
     input_diversity: float = Field(
         0.0, ge=0, le=1, description="probability of the input-diversity transform per training batch"
     )

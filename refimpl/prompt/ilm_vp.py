@@ -3,15 +3,16 @@ Perspective", CVPR 2023 (catalogue: ilm-vp).
 
     ŷ_t(x) = f_{m(t)}(x + v),   m: target label -> source label, re-chosen each epoch from the prompted model
 
-A frozen classifier pre-trained on source labels is reused for a target task with T ≤ S labels: a pixel prompt v
-(VP's padding prompt, x + v) is trained by cross-entropy on the mapped logits, and between epochs
-`remap_labels(model, batches)` recomputes the mapping from the current prompted model. It counts how often each
-source label is predicted for images of each target label (the frequency matrix F, S × T) and assigns labels
-greedily one to one: take the largest entry F[s, t], map t -> s, strike out row s and column t, repeat. This
-alternation is the paper's bilevel optimisation (the mapping is the lower level, the prompt the upper). Trainable:
-the prompt only; the mapping is a persistent buffer, so adapter files carry it. Before the first remap the
-mapping is the identity (target t -> source t). The border defaults to p = 2 on the tiny 16-pixel images, as VP's.
-The paper's CLIP variant (mapping text-prompt templates) is not implemented: this applies to ViT classifiers.
+A frozen classifier pre-trained on source labels is reused for a target task with T ≤ S labels: a pixel prompt
+v (VP's padding prompt, x + v) is trained by cross-entropy on the mapped logits, and between epochs
+`remap_labels(model, batches)` recomputes the mapping from the current prompted model. It counts how often
+each source label is predicted for images of each target label (the frequency matrix F, S × T) and assigns
+labels greedily one to one: take the largest entry F[s, t], map t -> s, strike out row s and column t, repeat.
+This alternation is the paper's bilevel optimisation (the mapping is the lower level, the prompt the upper).
+Trainable: the prompt only; the mapping is a persistent buffer, so adapter files carry it. Before the first
+remap the mapping is the identity (target t -> source t). The border defaults to p = 2 on the tiny 16-pixel
+images, as VP's. The prompt form (VP's additive border) is our choice; ILM-VP's CLIP setting is not
+implemented: this applies to ViT classifiers.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class LabelMapping(nn.Module):
 
 
 def greedy_one_to_one(frequency: torch.Tensor) -> torch.Tensor:
-    """For an S × T frequency matrix, the mapping t -> s built by repeatedly taking the largest remaining entry
-    and striking out its row and column (so no source label serves two target labels)."""
+    """For an S × T frequency matrix, the mapping t -> s built by repeatedly taking the largest remaining
+    entry and striking out its row and column (so no source label serves two target labels)."""
     remaining = frequency.clone().float()
     mapping = torch.empty(frequency.shape[1], dtype=torch.long)
     for _ in range(frequency.shape[1]):

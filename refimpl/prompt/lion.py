@@ -8,11 +8,11 @@ before the first block) and one at its output (on the final normed hidden states
 both layers (W ∈ R^{m×m}, U ∈ R^{m×d}, b ∈ R^m, V ∈ R^{d×m} each), and the head only if `train_head`. V starts
 at zero, so the adapted model starts exactly at the base model.
 
-What we simplified, and why: the equilibrium is reached by `iterations` unrolled fixed-point steps from z = 0 and
-differentiated through the unrolled steps, not by a root solver with implicit differentiation (cheap and exact
-enough for a few steps); Ŵ = 0.9 · W / max(1, ‖W‖_F) keeps the map a contraction (tanh is 1-Lipschitz and
-‖Ŵ‖₂ ≤ ‖Ŵ‖_F ≤ 0.9), so the iteration converges and the fixed point is unique; the state z has width m
-(a bottleneck) to keep the layers light; the input layer acts on patch tokens rather than on raw pixels; the
+What we simplified, and why: the equilibrium is reached by `iterations` unrolled fixed-point steps from z = 0
+and differentiated through the unrolled steps, not by a root solver with implicit differentiation (cheap and
+exact enough for a few steps); Ŵ = 0.9 · W / max(1, ‖W‖_F) keeps the map a contraction (tanh is 1-Lipschitz
+and ‖Ŵ‖₂ ≤ ‖Ŵ‖_F ≤ 0.9), so the iteration converges and the fixed point is unique; the state z has width m (a
+bottleneck) to keep the layers light; the input layer acts on patch tokens rather than on raw pixels; the
 paper's lottery-ticket pruning of the two layers (its robust training) is not implemented.
 """
 
@@ -34,7 +34,7 @@ CONTRACTION = 0.9  # bound on the spectral norm of the recurrent weight
 
 
 class ImplicitLayer(nn.Module):
-    """y = x + V z*, with z* the fixed point of z = tanh(Ŵ z + U x + b), approximated by `iterations` steps."""
+    """y = x + V z*, z* the fixed point of z = tanh(Ŵ z + U x + b) after `iterations` steps."""
 
     def __init__(self, hidden: int, state: int, iterations: int, like: torch.Tensor) -> None:
         super().__init__()

@@ -4,10 +4,10 @@ the off-topic kindergarten-visual-prompts entry links here as related).
     x̃ = x + v,   v ∈ R^{C×H×W} zero inside the image, learned on a border of width p
 
 Trainable: the border pixels of v only (C · (H·W − (H−2p)·(W−2p)) values); the model and its label space stay
-frozen, the task's labels map to the first model outputs (CLIP: to the class prompts of the batch). The paper pads
-224-pixel images with p = 30; the default p = 2 on the tiny 16-pixel images keeps about the same share of prompted
-pixels (44 % vs 46 %). The prompt starts from N(0, 1) like the authors' padding prompter, so the output does not
-start at the base model's.
+frozen, the task's labels map to the first model outputs (CLIP: to the class prompts of the batch). The paper
+pads 224-pixel images with p = 30; the default p = 2 on the tiny 16-pixel images keeps about the same share of
+prompted pixels (44 % vs 46 %). The prompt starts from N(0, 1) (our choice), so the output does not start at
+the base model's.
 
 The pixel-space machinery (a border prompt, a transform applied to `pixel_values` where they enter the patch
 embedding) is shared with EVP, ILM-VP and DAM-VP.
@@ -40,7 +40,7 @@ def image_shape(model: nn.Module) -> tuple[int, int]:
 
 
 def pixel_embedding(model: nn.Module) -> nn.Module:
-    """The module that turns pixel_values into patch tokens (ViT's `embeddings`, CLIP's vision `embeddings`)."""
+    """The module turning pixel_values into patch tokens (ViT's `embeddings`, CLIP's vision `embeddings`)."""
     for module in model.modules():
         if hasattr(module, "patch_embeddings") or hasattr(module, "patch_embedding"):
             return module

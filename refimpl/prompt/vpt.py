@@ -4,12 +4,12 @@
     shallow: [x_1, Z_1, E_1] = L_1([x_0, P, E_0]),            then the frozen layers as they are
     deep:    [x_i, _, E_i]   = L_i([x_{i-1}, P_{i-1}, E_{i-1}])  with fresh prompts P_{i-1} at every layer
 
-x is the [CLS] token, E the patch tokens, P ∈ R^{p×d} learned prompt tokens placed right after [CLS]. In the deep
-variant each layer's prompt outputs are dropped and replaced by that layer's own prompts. Trainable: the prompts
-(1 or L layers × p × d) and the classification head, as in the paper. Prompts start uniform in ±√(6 / (3·k² + d))
-(Xavier for a k×k patch), the authors' choice; the paper's prompt dropout is left out. The classifier reads [CLS]
-only, so the prompt positions stay in the last hidden state. The paper's main variant is deep; p = 10 is one of
-the lengths it sweeps (1 to 200).
+x is the [CLS] token, E the patch tokens, P ∈ R^{p×d} learned prompt tokens placed right after [CLS]. In the
+deep variant each layer's prompt outputs are dropped and replaced by that layer's own prompts. Trainable: the
+prompts (1 or L layers × p × d) and the classification head, as in the paper. Prompts start
+uniform in ±√(6 / (3·k² + d)) (Xavier-uniform with a k×k patch's fan-in); the paper's prompt dropout is left
+out. The classifier reads [CLS] only, so the prompt positions stay in the last hidden state. The paper's main
+variant is deep; p = 10 is one of the lengths it sweeps (1 to 200).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ LayerPrompt = Callable[[], torch.Tensor]  # -> (tokens, hidden) prompt for one l
 
 def insert_layer_prompts(model: nn.Module, prompts: dict[int, LayerPrompt]) -> None:
     """Before block i (for each i in `prompts`), drop whatever prompt tokens follow [CLS] and put block i's
-    own there: [CLS, old prompts, patches] -> [CLS, P_i, patches]. Blocks without an entry keep their input."""
+    own there: [CLS, old prompts, patches] -> [CLS, P_i, patches]. Other blocks keep their input."""
     rows, columns = patch_grid(model)
     patches = rows * columns
 

@@ -1,4 +1,5 @@
-"""DAM-VP: one prompt per cluster of frozen features, each image routed to its cluster's prompt; Reptile meta step."""
+"""DAM-VP: one prompt per cluster of frozen features, each image routed to its cluster's prompt; Reptile
+meta step."""
 
 from __future__ import annotations
 

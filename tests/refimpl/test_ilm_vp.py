@@ -1,4 +1,5 @@
-"""ILM-VP: a pixel prompt plus a source->target label mapping recomputed from the prompted model's predictions."""
+"""ILM-VP: a pixel prompt plus a source->target label mapping recomputed from the prompted
+model's predictions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""NOAH: a supernet of adapters, LoRA and VPT with per-block sizes, searched on validation data, then retrained."""
+"""NOAH: a supernet of adapters, LoRA and VPT with per-block sizes, searched on validation
+data, then retrained."""
 
 from __future__ import annotations
 
