@@ -28,6 +28,9 @@ class AdapterState:
     method: Method
     options: MethodOptions
     base_tensors: dict[int, weakref.ref] = field(default_factory=dict)
+    # Names of the base tensors once the method is in place: they survive wrappers that swap the tensor objects
+    # (FSDP turns every parameter into a DTensor), where identities do not.
+    base_names: frozenset[str] = frozenset()
     undo: list[Callable[[], None]] = field(default_factory=list)
     merged: bool = False
 
@@ -75,7 +78,17 @@ def apply(model: nn.Module, method: str, **options: Any) -> nn.Module:
     except Exception:
         remove(model)
         raise
+    state.base_names = frozenset(name for name, tensor in _named_tensors(model) if state.is_base(tensor))
     return model
+
+
+def _named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """Parameters and persistent buffers by their state-dict names."""
+    yield from model.named_parameters()
+    for module_name, module in model.named_modules():
+        for buffer_name, buffer in module._buffers.items():
+            if buffer is not None and buffer_name not in module._non_persistent_buffers_set:
+                yield (f"{module_name}.{buffer_name}" if module_name else buffer_name), buffer
 
 
 def _freeze(model: nn.Module) -> None:
@@ -166,10 +179,8 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
 def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """What an adapter file holds: trainable parameters, and parameters or persistent buffers the method added."""
     state = state_of(model)
-    tensors = {name: p for name, p in model.named_parameters() if p.requires_grad or not state.is_base(p)}
-    for module_name, module in model.named_modules():
-        for buffer_name, buffer in module._buffers.items():
-            persistent = buffer_name not in module._non_persistent_buffers_set
-            if buffer is not None and persistent and not state.is_base(buffer):
-                tensors[f"{module_name}.{buffer_name}" if module_name else buffer_name] = buffer
-    return tensors
+    return {
+        name: tensor
+        for name, tensor in _named_tensors(model)
+        if tensor.requires_grad or name not in state.base_names
+    }

@@ -24,6 +24,7 @@ class Architecture:
     embeddings: str  # the input token embedding (nn.Embedding)
     layer_norms: tuple[str, ...]  # norm layers inside a block
     fused_qkv: bool = False  # GPT-2's c_attn computes q, k and v in one Conv1D
+    pools_first_token: bool = False  # the task head reads the first position ([CLS])
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -36,6 +37,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         ffn_output="output.dense",
         embeddings="embeddings.word_embeddings",
         layer_norms=("attention.output.LayerNorm", "output.LayerNorm"),
+        pools_first_token=True,
     ),
     "gpt2": Architecture(
         layers="h",
@@ -67,6 +69,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         ffn_output="mlp.fc2",
         embeddings="embeddings.patch_embeddings.projection",
         layer_norms=("layernorm_before", "layernorm_after"),
+        pools_first_token=True,
     ),
     # CLIP's text and vision towers share these names, so suffix targets adapt both towers.
     "clip": Architecture(

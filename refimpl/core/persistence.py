@@ -30,6 +30,7 @@ _PROVENANCE_KEYS = {
     "dtype",
     "_attn_implementation_autoset",
     "problem_type",  # set by the first forward with labels, not part of the architecture
+    "use_cache",  # a generation-time switch (the Trainer turns it off), not part of the architecture
 }
 
 
@@ -58,11 +59,15 @@ def _fingerprint(config: dict[str, Any]) -> str:
 
 
 def save_adapter(model: nn.Module, path: str | os.PathLike[str]) -> Path:
-    """Write the adapter of `model` to the folder `path` (created if needed); returns the folder."""
+    """Write the adapter of `model` to the folder `path` (created if needed); returns the folder.
+
+    Under torch.distributed, call it on every rank: sharded tensors are gathered collectively, rank 0 writes."""
     state = state_of(model)
     folder = Path(path)
+    tensors = {name: _full_cpu_copy(t) for name, t in adapter_tensors(model).items()}
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return folder  # every rank gathers sharded tensors above (a collective); rank 0 alone writes
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in adapter_tensors(model).items()}
     base_config = _base_config(model)
     config = AdapterConfig(
         format_version=FORMAT_VERSION,
@@ -84,6 +89,13 @@ def save_adapter(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         os.replace(os.path.join(scratch, WEIGHTS_FILE), folder / WEIGHTS_FILE)
         os.replace(os.path.join(scratch, CONFIG_FILE), folder / CONFIG_FILE)
     return folder
+
+
+def _full_cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A plain CPU tensor, gathering an FSDP-sharded DTensor first."""
+    if hasattr(tensor, "full_tensor"):
+        tensor = tensor.full_tensor()
+    return tensor.detach().to("cpu").contiguous().clone()
 
 
 def read_adapter_config(path: str | os.PathLike[str]) -> AdapterConfig:

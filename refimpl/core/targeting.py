@@ -62,7 +62,11 @@ def linear_dims(module: nn.Module) -> tuple[int, int]:
 def task_head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Parameters of the task head (classifier, lm_head, ...), leaving out weights tied to the input embeddings:
     training GPT-2's tied lm_head would silently train the whole token embedding."""
-    embeddings = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
+    embeddings = (
+        getattr(model.get_input_embeddings(), "weight", None)
+        if hasattr(model, "get_input_embeddings")
+        else None
+    )
     return [
         parameter
         for name, child in model.named_children()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import refimpl
 from refimpl.core.persistence import CONFIG_FILE, WEIGHTS_FILE
@@ -138,3 +139,11 @@ def test_an_invalid_config_is_refused_naming_the_field(saved_lora, fresh):
 
 def test_planned_methods_are_not_registered():
     assert not refimpl.planned_methods() & {info.name for info in refimpl.methods()}
+
+
+def test_prompts_go_after_cls_in_encoders_so_the_classifier_still_sees_each_input(fresh):
+    model = refimpl.apply(fresh("bert"), "prompt_tuning", prompt_length=4)
+    batch = tiny_batch("bert", batch=4)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"]).logits
+    assert not torch.allclose(logits[0], logits[1:]), "every input got the same logits: [CLS] is hidden"
