@@ -2,16 +2,17 @@
 
     t_c = [v_1, …, v_M, w_c],   logits = s · norm(f_img(x)) · norm(g_txt(t_c))ᵀ
 
-Context optimisation: the hand-written context of CLIP's class prompts ("a photo of a") is replaced by M learned
-context vectors v_m in the text encoder's token-embedding space, followed by the class-name tokens w_c; the text
-and image encoders stay frozen and the contexts are trained on the few-shot labels. Unified contexts share
-v_1..v_M across classes (M·d parameters); class-specific contexts (`class_specific=True`) learn one set per class
-(C·M·d). Contexts start from N(0, 0.02²), the paper's random initialisation, and sit before the class name (the
-paper's "end" position). The paper's main setting is M = 16; the tiny prompts have 16 positions in all, so the
-default here is M = 4.
+Context optimisation: the hand-written context of CLIP's class prompts ("a photo of a") is replaced by M
+learned context vectors v_m in the text encoder's token-embedding space, followed by the class-name tokens
+w_c; the text and image encoders stay frozen and the contexts are trained on the few-shot labels. Unified
+contexts share v_1..v_M across classes (M·d parameters); class-specific contexts (`class_specific=True`) learn
+one set per class (C·M·d). Contexts start from N(0, 0.02²), the paper's random initialisation, and sit before
+the class name (the paper's "end" position). The paper's main setting is M = 16; the tiny prompts have 16
+positions in all, so the default here is M = 4.
 
-Applies to CLIP used as a class-prompt classifier ("clip_fewshot"): the text encoder's input ids for the class
-prompts are rebuilt with M placeholder slots, and the token-embedding output at those slots is the context.
+Applies to CLIP used as a class-prompt classifier ("clip_fewshot"): when the text encoder reads the class
+prompts, their ids are rebuilt with M placeholder slots, and the token-embedding output at those slots is the
+context; any other text is encoded as before.
 """
 
 from __future__ import annotations
@@ -71,11 +72,20 @@ class CoOp(Method):
         context = attach_module(model, "coop_context", PromptContext(shape, embedding.weight))
         placeholders = torch.full((options.n_ctx,), model.config.text_config.pad_token_id)
 
+        pending = []  # set while the text tower encodes the class prompts, so other text is left alone
+
         def context_slots(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict]:
-            ids = model.prompt_ids(placeholders.to(model.class_name_ids.device))
-            return (), {**kwargs, "input_ids": ids}
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            if ids is None or not torch.equal(ids, model.prompt_ids(model.template_ids)):
+                return args, kwargs
+            pending.append(True)
+            slots = model.prompt_ids(placeholders.to(ids.device))
+            return (), {**kwargs, "input_ids": slots}
 
         def fill_slots(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+            if not pending:
+                return output
+            pending.clear()
             return context.insert(output)
 
         add_hook(model, text.register_forward_pre_hook(context_slots, with_kwargs=True))

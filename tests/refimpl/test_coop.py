@@ -1,4 +1,5 @@
-"""CoOp: the class prompts become [BOS] v_1..v_M name_c [EOS]; only the contexts train, unified or per class."""
+"""CoOp: the class prompts become [BOS] v_1..v_M name_c [EOS]; only the contexts train, unified or per
+class."""
 
 from __future__ import annotations
 
@@ -37,3 +38,12 @@ def test_contexts_are_the_only_trainable_parameters(fresh):
     batch = tiny_batch("clip_fewshot")
     specific(**batch).loss.backward()
     assert specific.coop_context.context.grad.abs().sum(dim=(1, 2)).gt(0).all()
+
+
+def test_other_text_is_encoded_as_before(fresh):
+    caption = torch.tensor([[0, 40, 41, 42, 1, 2, 2, 2]])
+    model = refimpl.apply(fresh("clip_fewshot"), "coop")
+    with torch.no_grad():
+        adapted = model.clip.get_text_features(input_ids=caption).pooler_output
+        base = fresh("clip_fewshot").clip.get_text_features(input_ids=caption).pooler_output
+    torch.testing.assert_close(adapted, base, rtol=0, atol=0)
