@@ -1,12 +1,12 @@
 """Tiny multimodal models for the VLM and MFM methods, all built from configs (random weights, no download):
 
-- "llava": transformers' LlavaForConditionalGeneration — a CLIP vision tower, a two-layer MLP connector and a tiny
-  Llama; the image's 16 patch features replace the 16 image placeholder tokens of `input_ids`.
-- "blip2": transformers' Blip2ForConditionalGeneration — a ViT image encoder, a 2-layer Q-Former with 4 learned
-  queries, a linear projection and the same tiny Llama; the projected queries fill 4 image placeholder tokens.
-- "clip_fewshot", "clip_region", "clip_dense": the tiny CLIP of `vision.py` used as a zero-shot classifier over
-  class-name prompts, the setting of CoOp, CLIP-Adapter, Tip-Adapter (whole images), OVSeg (masked regions) and
-  FC-CLIP (per-patch, i.e. semantic segmentation at patch resolution).
+- "llava": transformers' LlavaForConditionalGeneration — a CLIP vision tower, a two-layer MLP connector and a
+  tiny Llama; the image's 16 patch features replace the 16 image placeholder tokens of `input_ids`.
+- "blip2": transformers' Blip2ForConditionalGeneration — a ViT image encoder, a 2-layer Q-Former with 4
+  learned queries, a linear projection and the same tiny Llama; the projected queries fill 4 placeholders.
+- "clip_fewshot", "clip_region", "clip_dense": the tiny CLIP of `vision.py` as a zero-shot classifier over
+  class-name prompts, the setting of CoOp, CLIP-Adapter, Tip-Adapter (whole images), OVSeg (masked regions)
+  and FC-CLIP (per patch, i.e. semantic segmentation at patch resolution).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from transformers import (
 )
 from transformers.utils import ModelOutput
 
+from ..core.errors import RefimplError
 from .specs import Batch, TinyModelSpec
 from .tiny import VOCAB_SIZE
 from .vision import IMAGE_SIZE, PATCH_SIZE, tiny_clip
@@ -100,7 +101,7 @@ def tiny_blip2(seed: int = 0) -> Blip2ForConditionalGeneration:
 
 
 def image_prompt_batch(generator: torch.Generator, size: int, image_tokens: int, length: int = 8) -> Batch:
-    """An image, its placeholder tokens, then a caption the LM learns to produce (no loss on the image slots)."""
+    """An image, its placeholder tokens, then a caption the LM learns to produce (no loss on image slots)."""
     text = torch.randint(IMAGE_TOKEN + 1, VOCAB_SIZE, (size, length), generator=generator)
     input_ids = torch.cat([torch.full((size, image_tokens), IMAGE_TOKEN), text], dim=1)
     labels = input_ids.masked_fill(input_ids == IMAGE_TOKEN, IGNORE_INDEX)
@@ -115,13 +116,13 @@ def image_prompt_batch(generator: torch.Generator, size: int, image_tokens: int,
 def language_model_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The decoder-layer list of the language model inside a Llama, LLaVA or BLIP-2 model (name and list)."""
     for name, module in model.named_modules():
-        if name.endswith("layers") and isinstance(module, nn.ModuleList) and hasattr(module[0], "self_attn"):
-            if "vision" not in name:
-                return name, module
-    raise ValueError(f"{type(model).__name__} has no language-model decoder layers")
+        decoder = isinstance(module, nn.ModuleList) and hasattr(module[0], "self_attn")
+        if decoder and name.endswith("layers") and "vision" not in name:
+            return name, module
+    raise RefimplError(f"{type(model).__name__} has no language-model decoder layers")
 
 
-# --- CLIP as a zero-shot classifier over class-name prompts --------------------------------------------------
+# --- CLIP as a zero-shot classifier over class-name prompts ---------------------------------------------
 
 CLASS_COUNT = 3
 TEMPLATE_LENGTH = 4  # a stand-in for "a photo of a"
@@ -143,9 +144,9 @@ class CLIPClassifier(nn.Module):
 
         logits = s · norm(f_img(x)) · norm(f_txt(prompt_c))ᵀ,   s = exp(CLIP's learned logit scale)
 
-    `region_mask` (B, h, w on the patch grid, 1 = inside) blanks the pixels outside a region first, as OVSeg does
-    with mask proposals. With `dense=True` every patch is classified (MaskCLIP-style: the patch tokens go through
-    the final norm and the visual projection) and `labels` are (B, h, w) patch classes.
+    `region_mask` (B, h, w on the patch grid, 1 = inside) blanks the pixels outside a region first, as OVSeg
+    does with mask proposals. With `dense=True` every patch is classified (MaskCLIP-style: the patch tokens go
+    through the final norm and the visual projection) and `labels` are (B, h, w) patch classes.
     The text features are recomputed on every call, so prompt methods (CoOp) receive gradients through them.
     """
 
