@@ -1,17 +1,17 @@
 """LLaMA-Adapter — Zhang et al., "LLaMA-Adapter: Efficient Fine-tuning of Language Models with Zero-init
 Attention", ICLR 2024 (catalogue: llama-adapter).
 
-In each of the top L decoder layers, K learned adaption-prompt tokens P_l ∈ R^{K×d} are projected by the layer's
-frozen key and value projections and attended to by the layer's (rotary-encoded) queries, with their own softmax,
-scaled by a gate g_l that starts at zero:
+In each of the top L decoder layers, K learned adaption-prompt tokens P_l ∈ R^{K×d} are projected by the
+layer's frozen key and value projections and attended to by the layer's (rotary-encoded) queries, with their
+own softmax, scaled by a gate g_l that starts at zero:
 
-    out_l = Attn_l(x) + W_o ( g_l · softmax(q K_pᵀ / √d_h) V_p ),   K_p = P_l W_kᵀ,  V_p = P_l W_vᵀ,  g_l = 0 at init
+    out_l = Attn_l(x) + W_o (g_l · softmax(q K_pᵀ / √d_h) V_p),  K_p = P_l W_kᵀ,  V_p = P_l W_vᵀ,  g_l(0) = 0
 
-so training starts from the unchanged model (zero-init attention). Trainable: L·(K·d + 1) parameters. The paper
-uses K = 10 prompts in the top L = 30 of LLaMA-7B's 32 layers; the tiny models have 2 layers, so L defaults to 2.
-The prompts start from N(0, 1), as in huggingface peft's AdaptionPrompt (which follows the official code's
-embedding table), so that both give the same outputs with the same weights. Applies to the Llama LM alone and to
-the LM inside the LLaVA model.
+so training starts from the unchanged model (zero-init attention). Trainable: L·(K·d + 1) parameters. The
+paper uses K = 10 prompts in the top L = 30 of LLaMA-7B's 32 layers; the tiny models have 2 layers, so L
+defaults to 2. The prompts start from N(0, 1), as in huggingface peft's AdaptionPrompt (which follows the
+official code's embedding table), so that both give the same outputs with the same weights. Applies to the
+Llama LM alone and to the LM inside the LLaVA model.
 """
 
 from __future__ import annotations
@@ -116,7 +116,10 @@ class LlamaAdapter(Method):
     category = "additive"
     foundation_models = ("LLM", "VLM")
     papers = ("llama-adapter",)
-    summary = "Learned prompts in the top layers, attended through a zero-initialised gate so training starts at the base model."
+    summary = (
+        "Learned prompts in the top layers, attended through a zero-initialised gate: training starts at the"
+        " base model."
+    )
     update_rule = "out_l = Attn_l(x) + W_o(g_l · softmax(q (P_l W_k)ᵀ/√d_h) P_l W_v),  g_l = 0 at init"
     trainable = "the adaption prompts (K × d) and gate of each of the top L layers"
     identity_at_init = True

@@ -4,17 +4,17 @@
     linear layers:  y = s ⊙ (W x + b),   b = 0, s = 1 at init ("unlocked" bias and scale)
     norms:          every RMSNorm scale of the LLM is trained
     early fusion:   layers 1..V attend to prompts P_l + v(x) (v(x): the global visual feature),
-                    the top L layers to plain adaption prompts P_l, both through zero-init gates (LLaMA-Adapter)
+                    the top L layers to plain adaption prompts P_l, both through zero-init gates
 
-Trainable: a bias and a scale per output of every linear layer in the LLM's blocks, all LLM norms, and (K·d + 1)
-per prompted layer. Visual knowledge enters only the early layers and instruction knowledge the top ones, so the
-two do not interfere. Every addition starts at the identity, so the output starts at the base model's.
+Trainable: a bias and a scale per output of every linear layer in the LLM's blocks, all LLM norms, and (K·d +
+1) per prompted layer. Visual knowledge enters only the early layers and instruction knowledge the top ones,
+so the two do not interfere. Every addition starts at the identity, so the output starts at the base model's.
 
-On the tiny LLaVA (2 LM layers): V = 1 early layer and L = 1 top layer by default; v(x) is the mean over patches of
-the frozen LLaVA connector's output (V2 trains its own visual projection; LLaVA's connector already maps CLIP
-features into the LM space). LLaVA keeps its image tokens in the sequence too — the base model's design, which
-V2 adds to rather than replaces. V2's separate training stages (image-text data for the early prompts, instruction
-data for the rest) are a data schedule; this file provides the structure they train.
+On the tiny LLaVA (2 LM layers): V = 1 early layer and L = 1 top layer by default; v(x) is the mean over
+patches of the frozen LLaVA connector's output (V2 trains its own visual projection; LLaVA's connector already
+maps CLIP features into the LM space). LLaVA keeps its image tokens in the sequence too — the base model's
+design, which V2 adds to rather than replaces. V2's separate training stages (image-text data for the early
+prompts, instruction data for the rest) are a data schedule; this file provides the structure they train.
 """
 
 from __future__ import annotations
@@ -72,7 +72,10 @@ class LlamaAdapterV2(Method):
     category = "additive"
     foundation_models = ("VLM", "MFM")
     papers = ("llama-adapter-v2",)
-    summary = "LLaMA-Adapter plus bias/scale on every linear layer, trained norms, and visual features fused into early-layer prompts."
+    summary = (
+        "LLaMA-Adapter plus bias/scale on every linear layer, trained norms, and visual features fused into"
+        " early-layer prompts."
+    )
     update_rule = "y = s⊙(Wx + b) per linear; early prompts P_l + v(x), top prompts P_l, zero-init gates"
     trainable = (
         "bias and scale of every LLM linear, the LLM's norms, prompts and gates of V early + L top layers"
@@ -85,7 +88,8 @@ class LlamaAdapterV2(Method):
         layers_name, layers = language_model_layers(model)
         if options.visual_layers + options.adapter_layers > len(layers):
             raise RefimplError(
-                f"option 'visual_layers' + 'adapter_layers': {options.visual_layers} + {options.adapter_layers}"
+                "options 'visual_layers' + 'adapter_layers':"
+                f" {options.visual_layers + options.adapter_layers}"
                 f" layers asked, the language model has {len(layers)}"
             )
         named = [(f"{layers_name}.{index}", layer) for index, layer in enumerate(layers)]
@@ -111,7 +115,7 @@ class LlamaAdapterV2(Method):
         add_hook(model, model.model.multi_modal_projector.register_forward_hook(remember))
 
     def expected_trainable(self, model: nn.Module, options: LlamaAdapterV2Options) -> int:
-        """2·out per block linear, d per RMSNorm (2 per block + the final one), (K·d + 1) per prompted layer."""
+        """2·out per block linear, d per RMSNorm (2 per block, 1 final), K·d + 1 per prompted layer."""
         text = model.config.text_config
         d, inner, heads, kv_heads = (
             text.hidden_size,

@@ -6,10 +6,10 @@ zero-shot classifier:
 
     logits = s · f W_cᵀ + α · exp(−β (1 − f F_trainᵀ)) L_train
 
-with f the L2-normalised test image feature, W_c the normalised class-prompt text features, F_train ∈ R^{N×D} the
-keys (normalised CLIP features of the training images) and L_train ∈ {0,1}^{N×C} their one-hot labels. α weighs
-the cache against the zero-shot term and β sets how sharply affinities decay. Tip-Adapter itself trains nothing;
-Tip-Adapter-F unfreezes the keys (N·D parameters), keeping the values fixed.
+with f the L2-normalised test image feature, W_c the normalised class-prompt text features, F_train ∈ R^{N×D}
+the keys (normalised CLIP features of the training images) and L_train ∈ {0,1}^{N×C} their one-hot labels. α
+weighs the cache against the zero-shot term and β sets how sharply affinities decay. Tip-Adapter itself trains
+nothing; Tip-Adapter-F unfreezes the keys (N·D parameters), keeping the values fixed.
 
 `build_cache(model, pixel_values, labels)` fills the keys from K images per class (the training-free adapter).
 Before it is called, each class's K key slots hold that class's text feature, a stand-in stated here so the
@@ -66,7 +66,7 @@ def cache_of(model: nn.Module) -> TipCache:
 
 @torch.no_grad()
 def build_cache(model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor) -> None:
-    """Fill the keys with the normalised CLIP features of K images per class (the training-free Tip-Adapter)."""
+    """Fill the keys with the normalised CLIP features of K images per class (training-free Tip-Adapter)."""
     cache = cache_of(model)
     classes, shots = cache.values.shape[1], cache.keys.shape[0] // cache.values.shape[1]
     counts = torch.bincount(labels, minlength=classes)

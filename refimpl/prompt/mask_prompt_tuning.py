@@ -1,18 +1,18 @@
-"""Mask prompt tuning — Liang et al., "Open-Vocabulary Semantic Segmentation with Mask-adapted CLIP", CVPR 2023
-(catalogue: ovseg).
+"""Mask prompt tuning — Liang et al., "Open-Vocabulary Semantic Segmentation with Mask-adapted CLIP", CVPR
+2023 (catalogue: ovseg).
 
     t_i = P_i if patch i is blank (outside the mask) else E(x)_i,   CLIP image encoder frozen
 
-OVSeg classifies masked region proposals with CLIP; the blank (zeroed) area of a masked image is far from CLIP's
-training images. Mask prompt tuning replaces the tokens of the blank patches by learned prompt tokens, so CLIP
-adapts to masked inputs without changing its weights. Trainable: one prompt token per patch position and per
-prompted layer (depth · P · d); `depth = 1` prompts the encoder input only, `depth > 1` also replaces the blank
-tokens at the input of the next depth − 1 layers (deep prompts).
+OVSeg classifies masked region proposals with CLIP; the blank (zeroed) area of a masked image is far from
+CLIP's training images. Mask prompt tuning replaces the tokens of the blank patches by learned prompt tokens,
+so CLIP adapts to masked inputs without changing its weights. Trainable: one prompt token per patch position
+and per prompted layer (depth · P · d); `depth = 1` prompts the encoder input only, `depth > 1` also replaces
+the blank tokens at the input of the next depth − 1 layers (deep prompts).
 
-Applies to CLIP as a class-prompt classifier of masked regions ("clip_region": batches carry `region_mask`, 1 =
-inside, on the patch grid). The input-layer prompts start at the token a blank patch produces (its position
-embedding, CLIP's patch projection having no bias), so the adapted model starts exactly at the base model — our
-choice of initialisation; deeper prompts start from N(0, 0.02²).
+Applies to CLIP as a class-prompt classifier of masked regions ("clip_region": batches carry `region_mask`, 1
+= inside, on the patch grid). The input-layer prompts start at the token a blank patch produces (its position
+embedding, CLIP's patch projection having no bias), so the adapted model starts exactly at the base model —
+our choice of initialisation; deeper prompts start from N(0, 0.02²).
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
-"""Q-Former — Li et al., "BLIP-2: Bootstrapping Language-Image Pre-training with Frozen Image Encoders and Large
-Language Models", ICML 2023 (catalogue: blip-2).
+"""Q-Former — Li et al., "BLIP-2: Bootstrapping Language-Image Pre-training with Frozen Image Encoders and
+Large Language Models", ICML 2023 (catalogue: blip-2).
 
     Z = QFormer(Q, E_img(x)),   LM input = [W_p Z + b_p ; E_tok(text)]
 
 N learned query tokens Q ∈ R^{N×d_q} attend to the frozen image encoder's features through the Querying
-Transformer (self-attention among the queries, cross-attention to the image in every layer here, feed-forward);
-a linear projection turns the N outputs into soft visual prompts in the frozen LLM's input space. Trainable: the
-queries, the Q-Former and the projection; the image encoder and the LLM stay frozen. Applies to transformers'
-BLIP-2 model, whose Q-Former, queries and projection it unfreezes (nothing is added, so the output starts at the
-base model's). BLIP-2's first, representation-learning stage (contrastive, matching and captioning losses inside
-the Q-Former) is not reproduced: training uses the second stage's language-modelling loss through the frozen LLM.
+Transformer (self-attention among the queries, cross-attention to the image in every layer here,
+feed-forward); a linear projection turns the N outputs into soft visual prompts in the frozen LLM's input
+space. Trainable: the queries, the Q-Former and the projection; the image encoder and the LLM stay frozen.
+Applies to transformers' BLIP-2 model, whose Q-Former, queries and projection it unfreezes (nothing is added,
+so the output starts at the base model's). BLIP-2's first, representation-learning stage (contrastive,
+matching and captioning losses inside the Q-Former) is not reproduced: training uses the second stage's
+language-modelling loss through the frozen LLM.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class QFormer(Method):
             part.requires_grad_(True)
 
     def expected_trainable(self, model: nn.Module, options: QFormerOptions) -> int:
-        """Queries + Q-Former layers (self-attention, cross-attention, query FFN, three norms) + projection."""
+        """Queries, Q-Former layers (self-attention, cross-attention, query FFN, three norms), projection."""
         config = model.config
         q, image, inner = (
             config.qformer_config,

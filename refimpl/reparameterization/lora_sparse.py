@@ -1,25 +1,25 @@
 """LoRA-Sparse — Song et al., "Low-Rank Approximation for Sparse Attention in Multi-Modal LLMs", CVPR 2024
 (catalogue: lora-sparse; no arXiv version).
 
-What the paper states (its abstract): low-rank linear projection layers approximate the self-attention so that it
-can be made sparse; they are trained with an "order-mimic" objective; on LLaMA and LLaVA more than half of the
-self-attention computation is removed with no loss in quality. The equations are not in our sources, so the
-mechanism below is OUR INTERPRETATION of those statements:
+What the paper states (its abstract): low-rank linear projection layers approximate the self-attention so that
+it can be made sparse; they are trained with an "order-mimic" objective; on LLaMA and LLaVA more than half of
+the self-attention computation is removed with no loss in quality. The equations are not in our sources, so
+the mechanism below is OUR INTERPRETATION of those statements:
 
-    approximate scores   ã_ij = (x_i P_q,h)(x_j P_k,h)ᵀ / √d_h,   P_q,h, P_k,h ∈ R^{d×r}   (per head h, rank r)
+    approximate scores   ã_ij = (x_i P_q,h)(x_j P_k,h)ᵀ / √d_h,   P_q,h, P_k,h ∈ R^{d×r}  (per head h, rank r)
     sparse attention     keep, for each query i, the ⌈ρ·n_i⌉ of its n_i visible keys with the highest ã_ij;
                          softmax(q_i k_jᵀ/√d_h) over the kept keys only, with the frozen W_q, W_k, W_v, W_o
-    order mimic          L_mimic = KL( softmax(full scores) ‖ softmax(ã) ) over the visible keys (teacher detached):
+    order mimic          L_mimic = KL(softmax(full scores) ‖ softmax(ã)) over visible keys, teacher detached:
                          a listwise loss that makes the cheap scores rank keys like the full attention does,
                          added to the task loss with weight λ while training.
 
 Trainable: P_q and P_k of every head of every LM layer, 2·H·d·r per layer; the LLM is frozen. They start from
 N(0, 1/d) (our choice), or with `init="svd"` from the best rank-r approximation (truncated SVD) of each head's
 bilinear form W_q,hᵀ W_k,h, ignoring the rotary position encoding — on a trained LLM a better start; on the
-random tiny models it is already nearly optimal, leaving the order-mimic objective nothing to show.
-ρ = 0.5 keeps half of the query-key pairs. This reference
-computes the full scores too (for the teacher, and for the kept pairs); a fast kernel would compute only the kept
-pairs at inference. Incremental decoding with a key-value cache is not supported.
+random tiny models it is already nearly optimal, leaving the order-mimic objective nothing to show. ρ = 0.5
+keeps half of the query-key pairs. This reference computes the full scores too (for the teacher, and for the
+kept pairs); a fast kernel would compute only the kept pairs at inference. Incremental decoding with a
+key-value cache is not supported.
 """
 
 from __future__ import annotations
@@ -139,7 +139,10 @@ class LoRASparse(Method):
     category = "reparameterization"
     foundation_models = ("MFM",)
     papers = ("lora-sparse",)
-    summary = "Low-rank projections rank the keys so each query attends to a top share only, trained to mimic full attention's order."
+    summary = (
+        "Low-rank projections rank the keys so each query attends to a top share only, trained to mimic full"
+        " attention's order."
+    )
     update_rule = (
         "attend to top-⌈ρn⌉ keys by ã = (xP_q)(xP_k)ᵀ;  L = L_task + λ·KL(softmax(qkᵀ) ‖ softmax(ã))"
     )

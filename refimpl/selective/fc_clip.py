@@ -6,7 +6,7 @@ One frozen CLIP serves as the whole backbone; only a light decoder on top of its
     pixel decoder  F = MLP(CLIP patch states)                       (P × e)
     mask decoder   Z = LN(Q + CrossAttn(Q, F)),  m_q = (W_m z_q) · F_pᵀ  (N learned queries → N masks)
     in-vocabulary  p_in(q)  = softmax(s · norm(W_c z_q) · T̂ᵀ)       (T̂: frozen class-name text features)
-    out-of-vocab.  p_out(q) = softmax(s · norm(Σ_p σ(m_qp) v_p / Σ_p σ(m_qp)) · T̂ᵀ)   (v_p: frozen dense CLIP features)
+    out-of-vocab.  p_out(q) = softmax(s · norm(Σ_p σ(m_qp) v_p / Σ_p σ(m_qp)) · T̂ᵀ)  (v_p: frozen dense CLIP)
     inference      p(q)_c ∝ p_in(q)_c^(1−α) · p_out(q)_c^α for seen classes, exponent β for unseen ones
     semantic map   S_c,p = Σ_q p(q)_c σ(m_qp);  logits = log S
 
@@ -17,9 +17,9 @@ is frozen.
 
 Tiny honest version, stated: the backbone is the tiny ViT CLIP (FC-CLIP's point is a convolutional CLIP, whose
 dense features transfer to high resolutions); one feature scale instead of a multi-scale pixel decoder; one
-cross-attention layer instead of a stack of mask-decoder layers; no void class; and instead of Hungarian-matched
-mask and class losses, the loss is the cross-entropy of the per-patch semantic map against patch labels (batches
-of "clip_dense").
+cross-attention layer instead of a stack of mask-decoder layers; no void class; and instead of
+Hungarian-matched mask and class losses, the loss is the cross-entropy of the per-patch semantic map against
+patch labels (batches of "clip_dense").
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ class FCCLIP(Method):
     category = "selective"
     foundation_models = ("VFM",)
     papers = ("fc-clip",)
-    summary = "Freeze the whole CLIP; train a light mask decoder and in-vocabulary classifier on its dense features."
+    summary = (
+        "Freeze all of CLIP; train a light mask decoder and in-vocabulary classifier on its dense features."
+    )
     update_rule = "p ∝ p_in^(1−α) · p_out^α (seen; β for unseen);  S_c = Σ_q p(q)_c σ(m_q)"
     trainable = "pixel decoder, mask queries, mask decoder and the mask/class embedding heads"
     model_types = ("clip_dense",)

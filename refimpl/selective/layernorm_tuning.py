@@ -1,13 +1,14 @@
-"""LayerNorm tuning — Zhao et al., "Tuning LayerNorm in Attention: Towards Efficient Multi-Modal LLM Finetuning",
-ICLR 2024 (catalogue: layernorm-tuning).
+"""LayerNorm tuning — Zhao et al., "Tuning LayerNorm in Attention: Towards Efficient Multi-Modal LLM
+Finetuning", ICLR 2024 (catalogue: layernorm-tuning).
 
     θ = θ0 except γ (and β) of the LLM's norms in every block, and the vision-language connector
 
-Turning an LLM into a multimodal LLM, the paper trains only the normalisation parameters of the language model's
-attention blocks together with the connector that maps visual features into the LLM's input space; everything
-else stays frozen. Here: both RMSNorm scales of every Llama decoder block (before attention and before the MLP),
-plus the connector — LLaVA's two-layer MLP projector or BLIP-2's language projection. `train_connector=False`
-trains the norms alone. Nothing is added, so the output starts at the base model's and there is nothing to merge.
+Turning an LLM into a multimodal LLM, the paper trains only the normalisation parameters of the language
+model's attention blocks together with the connector that maps visual features into the LLM's input space;
+everything else stays frozen. Here: both RMSNorm scales of every Llama decoder block (before attention and
+before the MLP), plus the connector — LLaVA's two-layer MLP projector or BLIP-2's language projection.
+`train_connector=False` trains the norms alone. Nothing is added, so the output starts at the base model's and
+there is nothing to merge.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class LayerNormTuning(Method):
     category = "selective"
     foundation_models = ("VLM", "MFM")
     papers = ("layernorm-tuning",)
-    summary = "Train only the LLM's per-block norm parameters (and the vision-language connector) of a multimodal LLM."
+    summary = "Train only the LLM's per-block norms (and the vision-language connector) of a multimodal LLM."
     update_rule = "γ_l ← γ_l + Δγ_l for the LLM's block norms; connector W_c ← W_c + ΔW_c; all else frozen"
     trainable = "the scales of both norms of every LLM block, and the vision-language connector"
     identity_at_init = True

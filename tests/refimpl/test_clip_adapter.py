@@ -1,4 +1,5 @@
-"""CLIP-Adapter: the adapted image feature is α·A(f) + (1 − α)·f with A the two-layer ReLU MLP, and α = 0 is CLIP."""
+"""CLIP-Adapter: the adapted image feature is α·A(f) + (1 − α)·f with A the two-layer ReLU MLP, and α = 0 is
+CLIP."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """FC-CLIP: at inference the class scores are the geometric ensemble of the in-vocabulary classifier and the
-mask-pooled frozen CLIP features (β for unseen classes); in training only the in-vocabulary classifier acts."""
+mask-pooled frozen CLIP features (β for unseen classes); in training only the in-vocabulary classifier
+acts."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""LLaMA-Adapter: the same trainable count as huggingface peft's AdaptionPrompt, and the same logits with peft's
-prompts and (opened) gates copied in."""
+"""LLaMA-Adapter: the same trainable count as huggingface peft's AdaptionPrompt, and the same logits with
+peft's prompts and (opened) gates copied in."""
 
 from __future__ import annotations
 

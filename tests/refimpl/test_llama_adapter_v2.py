@@ -1,4 +1,5 @@
-"""LLaMA-Adapter V2: the image reaches the early prompts only (early fusion), and bias/scale wrap every LLM linear."""
+"""LLaMA-Adapter V2: the image reaches the early prompts only (early fusion), and bias/scale wrap every LLM
+linear."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""LoRA-Sparse (our interpretation): the full-rank factors reproduce each head's position-free scores, ρ = 1 is
-the base model, ρ = 0.5 attends to about half the pairs, and training lowers the order-mimic loss."""
+"""LoRA-Sparse (our interpretation): the full-rank factors reproduce each head's position-free scores, ρ = 1
+is the base model, ρ = 0.5 attends to about half the pairs, and training lowers the order-mimic loss."""
 
 from __future__ import annotations
 

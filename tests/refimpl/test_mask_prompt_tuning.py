@@ -1,4 +1,5 @@
-"""Mask prompt tuning: the encoder sees the prompts exactly at the blank patches and CLIP's tokens elsewhere."""
+"""Mask prompt tuning: the encoder sees the prompts exactly at the blank patches and CLIP's tokens
+elsewhere."""
 
 from __future__ import annotations
 

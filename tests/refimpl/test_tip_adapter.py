@@ -1,5 +1,5 @@
-"""Tip-Adapter: after building the cache from K shots per class, the training-free logits equal the cache formula
-computed independently; Tip-Adapter-F trains exactly the keys."""
+"""Tip-Adapter: after building the cache from K shots per class, the training-free logits equal the cache
+formula computed independently; Tip-Adapter-F trains exactly the keys."""
 
 from __future__ import annotations
 
