@@ -12,8 +12,10 @@ What we simplified, and why: the equilibrium is reached by `iterations` unrolled
 and differentiated through the unrolled steps, not by a root solver with implicit differentiation (cheap and
 exact enough for a few steps); Ŵ = 0.9 · W / max(1, ‖W‖_F) keeps the map a contraction (tanh is 1-Lipschitz
 and ‖Ŵ‖₂ ≤ ‖Ŵ‖_F ≤ 0.9), so the iteration converges and the fixed point is unique; the state z has width m (a
-bottleneck) to keep the layers light; the input layer acts on patch tokens rather than on raw pixels; the
-paper's lottery-ticket pruning of the two layers (its robust training) is not implemented.
+bottleneck) to keep the layers light; the input layer acts on patch tokens rather than on raw pixels. The
+paper prunes the two layers following the lottery-ticket hypothesis; `prune_implicit_layers(model, sparsity)`
+does magnitude pruning with masks (persistent buffers, so adapter files carry them), without rewinding the
+kept weights to their initial values.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from torch import nn
 
 from ..core.api import add_hook, attach_module
 from ..core.architectures import hidden_size
+from ..core.errors import RefimplError
 from ..core.layers import new_parameter
 from ..core.registry import Method, MethodOptions, register
 from ..core.vision import classifier_parameters
 from .vp import pixel_embedding
 
 CONTRACTION = 0.9  # bound on the spectral norm of the recurrent weight
+PRUNABLE = ("recurrent", "injection", "readout")  # the weight matrices magnitude pruning acts on
 
 
 class ImplicitLayer(nn.Module):
@@ -43,23 +47,48 @@ class ImplicitLayer(nn.Module):
         self.injection = new_parameter(state, hidden, like=like, init="kaiming")
         self.bias = new_parameter(state, like=like)
         self.readout = new_parameter(hidden, state, like=like)  # zero: the layer starts as the identity
+        for name in PRUNABLE:  # pruning masks: all kept until `prune_implicit_layers` removes entries
+            self.register_buffer(f"{name}_mask", torch.ones_like(getattr(self, name), dtype=torch.bool))
+
+    def masked(self, name: str) -> torch.Tensor:
+        return getattr(self, name) * getattr(self, f"{name}_mask")
 
     def contractive_weight(self) -> torch.Tensor:
-        return CONTRACTION * self.recurrent / self.recurrent.norm().clamp_min(1.0)
+        recurrent = self.masked("recurrent")
+        return CONTRACTION * recurrent / recurrent.norm().clamp_min(1.0)
 
     def equilibrium(self, x: torch.Tensor) -> torch.Tensor:
-        weight, injected = self.contractive_weight(), F.linear(x, self.injection, self.bias)
+        weight, injected = self.contractive_weight(), F.linear(x, self.masked("injection"), self.bias)
         z = torch.zeros_like(injected)
         for _ in range(self.iterations):
             z = torch.tanh(F.linear(z, weight) + injected)
         return z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + F.linear(self.equilibrium(x), self.readout)
+        return x + F.linear(self.equilibrium(x), self.masked("readout"))
+
+    def pruned_count(self) -> int:
+        return sum(int((~getattr(self, f"{name}_mask")).sum()) for name in PRUNABLE)
 
     @staticmethod
     def parameter_count(hidden: int, state: int) -> int:
         return state * state + 2 * state * hidden + state
+
+
+@torch.no_grad()
+def prune_implicit_layers(model: nn.Module, sparsity: float) -> int:
+    """Magnitude pruning of both implicit layers: in each weight matrix keep the (1 − sparsity) share of
+    entries with the largest |w| (entries pruned before stay pruned); returns how many are pruned in all."""
+    if not 0 <= sparsity < 1:
+        raise RefimplError(f"lion: sparsity must be in [0, 1), got {sparsity}")
+    layers = list(model.implicit_prompts.values())
+    for layer in layers:
+        for name in PRUNABLE:
+            weight, mask = getattr(layer, name), getattr(layer, f"{name}_mask")
+            keep = min(int(mask.sum()), round(weight.numel() * (1 - sparsity)))
+            scores = weight.abs().float().masked_fill(~mask, -1.0)  # pruned entries stay pruned
+            mask.zero_().view(-1)[scores.flatten().topk(keep).indices] = True
+    return sum(layer.pruned_count() for layer in layers)
 
 
 class LIONOptions(MethodOptions):
@@ -96,6 +125,11 @@ class LION(Method):
             add_hook(model, hook)
         for parameter in classifier_parameters(model) if options.train_head else []:
             parameter.requires_grad_(True)
+
+    def trainable_count(self, model: nn.Module) -> int:
+        """Trainable parameters less the entries pruning removed."""
+        pruned = sum(layer.pruned_count() for layer in model.implicit_prompts.values())
+        return super().trainable_count(model) - pruned
 
     def expected_trainable(self, model: nn.Module, options: LIONOptions) -> int:
         layers = 2 * ImplicitLayer.parameter_count(hidden_size(model), options.state_size)

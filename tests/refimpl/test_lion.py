@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import refimpl
-from refimpl.prompt.lion import ImplicitLayer
+from refimpl.prompt.lion import PRUNABLE, ImplicitLayer, prune_implicit_layers
 
 
 def test_the_state_is_a_fixed_point_of_the_implicit_equation_even_for_a_large_weight():
@@ -31,3 +31,20 @@ def test_the_layers_sit_on_the_input_tokens_and_the_output_features(fresh, batch
         torch.testing.assert_close(model(pixel_values=pixels).logits, expected)
         torch.nn.init.normal_(model.implicit_prompts["input"].readout)
         assert not torch.allclose(model(pixel_values=pixels).logits, expected)
+
+
+def test_pruning_keeps_the_largest_weights_and_the_pruned_ones_stop_mattering(fresh, batch_for):
+    pixels = batch_for("vit")["pixel_values"]
+    model = refimpl.apply(fresh("vit"), "lion")
+    before = refimpl.trainable_parameters(model)[0]
+    layer = model.implicit_prompts["input"]
+    torch.nn.init.normal_(layer.readout)
+    pruned = prune_implicit_layers(model, sparsity=0.5)
+    assert pruned == sum(round(getattr(layer, name).numel() * 0.5) for name in PRUNABLE) * 2
+    assert refimpl.trainable_parameters(model)[0] == before - pruned
+    kept = layer.injection.abs()[layer.injection_mask]
+    assert kept.min() >= layer.injection.abs()[~layer.injection_mask].max()
+    with torch.no_grad():
+        output = model(pixel_values=pixels).logits
+        layer.injection.masked_fill_(~layer.injection_mask, 100.0)
+        torch.testing.assert_close(model(pixel_values=pixels).logits, output)
