@@ -49,3 +49,11 @@ def test_a_meta_learned_prompt_initialises_every_cluster_and_prompt_loss_drives_
     assert task(meta) < task(torch.zeros_like(meta))
     initialise_prompts(model, meta)
     assert all(torch.equal(values, meta) for values in model.diverse_prompts.prompt.values)
+
+
+def test_an_adapter_file_carries_the_fitted_centroids(fresh, tmp_path):
+    model = refimpl.apply(fresh("vit"), "dam_vp", clusters=2)
+    fit_clusters(model, two_groups())
+    refimpl.save_adapter(model, tmp_path)
+    loaded = refimpl.load_adapter(fresh("vit"), tmp_path)
+    assert torch.equal(loaded.diverse_prompts.centroids, model.diverse_prompts.centroids)

@@ -45,3 +45,11 @@ def test_target_logits_are_the_mapped_source_logits_and_the_loss_uses_them(fresh
 def test_more_target_than_source_labels_is_refused(fresh):
     with pytest.raises(refimpl.RefimplError, match="num_target_labels"):
         refimpl.apply(fresh("vit"), "ilm_vp", num_target_labels=4)
+
+
+def test_an_adapter_file_carries_the_label_mapping(fresh, tmp_path):
+    model = refimpl.apply(fresh("vit", num_labels=5), "ilm_vp", num_target_labels=3)
+    model.label_mapping.source_of_target.copy_(torch.tensor([4, 0, 2]))
+    refimpl.save_adapter(model, tmp_path)
+    loaded = refimpl.load_adapter(fresh("vit", num_labels=5), tmp_path)
+    assert loaded.label_mapping.source_of_target.tolist() == [4, 0, 2]
