@@ -56,7 +56,7 @@ def test_category_and_fm_facets_show_exactly_the_matching_papers(tab: Tab, catal
     expected = [p.key for p in catalog.papers if in_pair(p, category, fm)]
     assert visible_keys(tab) == expected
     assert result_count(tab) == len(expected)
-    assert f"category={category}" in tab.page.url and f"fm={fm}" in tab.page.url
+    tab.page.wait_for_url(lambda url: f"category={category}" in url and f"fm={fm}" in url)
 
 
 def test_the_url_holds_the_view_through_reload_back_and_forward(tab: Tab, catalog: Catalog) -> None:
@@ -68,7 +68,7 @@ def test_the_url_holds_the_view_through_reload_back_and_forward(tab: Tab, catalo
 
     tab.page.check('input[name="code"]')
     with_code = [p.key for p in in_view if p.links.code]
-    assert "code=1" in tab.page.url
+    tab.page.wait_for_url(lambda url: "code=1" in url)
     assert sorted(visible_keys(tab)) == sorted(with_code)
     tab.page.reload()
     assert sorted(visible_keys(tab)) == sorted(with_code)
@@ -91,7 +91,7 @@ def test_year_column_sorts_both_ways_with_undated_papers_last(tab: Tab, catalog:
         catalog.papers, key=lambda p: (p.display_year is None, p.display_year or 0, order[p.key])
     )
     assert visible_keys(tab) == [p.key for p in ascending]
-    assert tab.page.url.endswith("sort=year")
+    tab.page.wait_for_url(lambda url: url.endswith("sort=year"))
     year_header.click()
     descending = sorted(
         catalog.papers, key=lambda p: (p.display_year is None, -(p.display_year or 0), order[p.key])
