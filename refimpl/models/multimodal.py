@@ -29,7 +29,7 @@ from transformers.utils import ModelOutput
 
 from ..core.errors import RefimplError
 from .specs import Batch, TinyModelSpec
-from .tiny import VOCAB_SIZE
+from .tiny import VOCAB_SIZE, tiny_llama
 from .vision import IMAGE_SIZE, PATCH_SIZE, tiny_clip
 
 IMAGE_TOKEN = 3  # the placeholder id; text tokens are drawn from 4..VOCAB_SIZE-1
@@ -40,19 +40,8 @@ IGNORE_INDEX = -100
 
 
 def _llama_config() -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=160,
-        tie_word_embeddings=False,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=2,
-    )
+    """The "llama" spec's config, so the multimodal models carry the same tiny LM (building it costs ms)."""
+    return tiny_llama().config
 
 
 def _vision_tower_config() -> dict[str, int]:
@@ -67,7 +56,6 @@ def _vision_tower_config() -> dict[str, int]:
 
 
 def tiny_llava(seed: int = 0) -> LlavaForConditionalGeneration:
-    torch.manual_seed(seed)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(**_vision_tower_config()),
         text_config=_llama_config(),
@@ -76,11 +64,11 @@ def tiny_llava(seed: int = 0) -> LlavaForConditionalGeneration:
         vision_feature_layer=-1,
         vision_feature_select_strategy="default",  # drop CLS: one LM token per patch
     )
+    torch.manual_seed(seed)  # after the configs: building the LM's config seeds and draws too
     return LlavaForConditionalGeneration(config).eval()
 
 
 def tiny_blip2(seed: int = 0) -> Blip2ForConditionalGeneration:
-    torch.manual_seed(seed)
     config = Blip2Config(
         vision_config=_vision_tower_config(),
         qformer_config={
@@ -97,6 +85,7 @@ def tiny_blip2(seed: int = 0) -> Blip2ForConditionalGeneration:
         num_query_tokens=QUERY_TOKENS,
         image_token_index=IMAGE_TOKEN,
     )
+    torch.manual_seed(seed)
     return Blip2ForConditionalGeneration(config).eval()
 
 
