@@ -82,6 +82,22 @@ def test_the_url_holds_the_view_through_reload_back_and_forward(tab: Tab, catalo
     assert sorted(visible_keys(tab)) == sorted(with_code)
 
 
+def test_year_range_venue_and_refimpl_facets_from_the_url(tab: Tab, catalog: Catalog) -> None:
+    venue = Counter(p.display_venue for p in catalog.papers).most_common(1)[0][0]
+    tab.open(f"explorer/?from=2021&to=2023&venue={venue}&refimpl=1")
+    expected = [
+        p.key
+        for p in catalog.papers
+        if p.display_year is not None
+        and 2021 <= p.display_year <= 2023
+        and p.display_venue == venue
+        and p.refimpl.relation.value == "implements"
+    ]
+    assert expected, "the catalogue should have such papers"
+    assert visible_keys(tab) == expected
+    assert tab.page.input_value("#explorer-year-from") == "2021"
+
+
 def test_year_column_sorts_both_ways_with_undated_papers_last(tab: Tab, catalog: Catalog) -> None:
     tab.open("explorer/")
     order = {p.key: i for i, p in enumerate(catalog.papers)}
