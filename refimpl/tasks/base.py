@@ -134,10 +134,17 @@ def shuffled_batches(
 def pretrained_weights(
     kind: str, config: dict[str, Any], model: nn.Module, batches: Iterator[Batch]
 ) -> Tensors:
-    """Pre-train `model` as `config` says (steps, lr) once; later calls read the weights from the user cache."""
+    """Pre-train `model` as `config["pretrain"]` says (steps, lr) once; later calls read the weights from the cache."""
 
     def pretrain() -> Tensors:
-        fit(model, batches, config["steps"], config["lr"], f"pre-training the {kind} backbone (cached once)")
+        settings = config["pretrain"]
+        fit(
+            model,
+            batches,
+            settings["steps"],
+            settings["lr"],
+            f"pre-training the {kind} backbone (cached once)",
+        )
         return model.state_dict()
 
     return cached_tensors(kind, config, pretrain)
