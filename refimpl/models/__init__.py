@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import diffusion, multimodal, segmentation, tiny, video, vision
+from . import conditioning, diffusion, multimodal, segmentation, tiny, video, vision
 from .specs import Batch, TinyModelSpec
 from .tiny import minilm, tiny_bert, tiny_gpt2, tiny_llama
 
@@ -14,6 +14,7 @@ TINY_MODELS: dict[str, TinyModelSpec] = {
     **tiny.SPECS,
     **vision.SPECS,
     **diffusion.SPECS,
+    **conditioning.SPECS,
     **video.SPECS,
     **multimodal.SPECS,
     **segmentation.SPECS,
