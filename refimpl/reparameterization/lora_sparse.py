@@ -116,20 +116,27 @@ class LowRankSparseAttention(AdapterLayer):
             visible = visible & (
                 attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0
             )
-        approximate = self.approximate_scores(hidden_states).masked_fill(~visible, float("-inf"))
+        approximate = self.approximate_scores(hidden_states)
+        approximate = approximate.masked_fill(
+            ~visible, torch.finfo(approximate.dtype).min
+        )  # finite: no NaN rows
         keep_count = torch.ceil(self.keep_ratio * visible.sum(-1, keepdim=True))
         rank = approximate.argsort(dim=-1, descending=True).argsort(dim=-1)
         kept = visible & (rank < keep_count)
+        has_keys = visible.any(
+            -1, keepdim=True
+        )  # a fully padded query row attends to nothing (output 0, no NaN)
         probabilities = F.softmax(scores.masked_fill(~kept, float("-inf")), dim=-1, dtype=torch.float32)
+        probabilities = probabilities.masked_fill(~has_keys, 0.0)
         output = (probabilities.to(value.dtype) @ value).transpose(1, 2).reshape(batch, length, -1)
         if self.training:
             teacher = F.softmax(
                 scores.detach().masked_fill(~visible, float("-inf")), dim=-1, dtype=torch.float32
             )
+            teacher = teacher.masked_fill(~visible, 0.0)
             student = F.log_softmax(approximate.float(), dim=-1).masked_fill(~visible, 0.0)
-            self.mimic_losses.append(
-                (teacher * (torch.log(teacher.clamp_min(1e-12)) - student)).sum(-1).mean()
-            )
+            divergence = (teacher * (torch.log(teacher.clamp_min(1e-12)) - student)).sum(-1)
+            self.mimic_losses.append(divergence[has_keys.squeeze(-1).expand_as(divergence)].mean())
         return attention.o_proj(output), None
 
 

@@ -48,3 +48,17 @@ def test_training_lowers_the_order_mimic_loss(fresh):
     before = order_mimic_loss(model, batch)
     train_steps(model, batch, steps=10)
     assert 0 < order_mimic_loss(model, batch) < before
+
+
+def test_padded_keys_are_never_attended(fresh):
+    batch = tiny_batch("llama")
+    batch["attention_mask"][:2, :3] = 0  # left padding on two sequences
+    with torch.no_grad():
+        dense = refimpl.apply(fresh("llama"), "lora_sparse", keep_ratio=1.0)(**batch).logits
+        base = fresh("llama")(**batch).logits
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(dense[real], base[real], rtol=0, atol=1e-5)
+    model = refimpl.apply(fresh("llama"), "lora_sparse")
+    model.train()
+    model(**batch).loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
