@@ -66,7 +66,7 @@ class CLIPAdapter(Method):
     name = "clip_adapter"
     category = "additive"
     foundation_models = ("VLM",)
-    papers = ("clip-adapter", "clip")
+    papers = ("clip-adapter",)
     summary = "A residual-blended two-layer MLP on CLIP's image (or text) feature; CLIP itself stays frozen."
     update_rule = "f' = α·ReLU(W2 ReLU(W1 f)) + (1 − α)·f"
     trainable = "two bias-free linear layers (D → D/r → D) per adapted feature"
