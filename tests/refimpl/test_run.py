@@ -10,6 +10,7 @@ import torch
 from refimpl import load_adapter, save_adapter
 from refimpl.cli import main
 from refimpl.tasks.runner import FROZEN, FULL, execute
+from refimpl.tasks.sentiment import Sentiment
 
 STEPS = "3"
 
@@ -68,3 +69,18 @@ def test_model_type_without_a_task_exits_2_naming_it(tmp_path, capsys):
     assert main(["run", "lora", "--model", "unet", "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "no task yet" in error and "unet" in error and error.count("\n") == 1
+
+
+def test_bench_writes_one_record_per_method_against_full_fine_tuning(tmp_path, monkeypatch):
+    monkeypatch.setattr(Sentiment, "steps", 2)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "lora", "bitfit", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [row["method"] for row in report["runs"]] == ["lora", "bitfit"]
+    for row in report["runs"]:
+        assert (row["task"], row["model"], row["metric"]) == ("sentiment", "bert", "accuracy")
+        assert (
+            row["step_time_vs_full"] > 0 and row["metric_vs_full"] > 0 and 0 < row["trainable_percent"] < 100
+        )
+    assert {"torch", "transformers"} <= set(report["environment"]["packages"])
+    assert report["environment"]["torch_threads"] >= 1
