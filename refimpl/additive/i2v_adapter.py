@@ -9,10 +9,10 @@ made by the frozen spatial projections:
 
 Trainable: the branch's query projection W'_q and output projection W'_o (with its bias) per spatial self-attention;
 everything else, the temporal layers included, is frozen. W'_q starts as a copy of the frozen W_Q (our choice: the
-zero W'_o already makes the start exact). Calling convention: the caller puts the image's clean latent in frame 0 of
-`sample`; the paper keeps that frame unnoised and leaves it out of the loss, which is the training loop's choice (the
-shared "unet_video" batch noises every frame). Out of scope: the paper's Frame Similarity Prior (a blurred, masked
-noisy copy of the image as the starting latent of later frames at sampling time), an inference-time choice.
+zero W'_o already makes the start exact). Calling convention (the "unet_i2v" spec): frame 0 of `sample` is the
+image's clean latent, not a noised frame, so the loss leaves that frame out (our reading of the paper's setting).
+Out of scope: the paper's Frame Similarity Prior (a blurred, masked noisy copy of the image as the starting latent
+of later frames at sampling time), an inference-time choice.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class I2VAdapter(Method):
         "a query projection W'_q and a zero-initialised output projection W'_o per spatial self-attention"
     )
     identity_at_init = True
-    model_types = ("unet_video",)
+    model_types = ("unet_i2v",)
     Options = MethodOptions
 
     def inject(self, model: nn.Module, options: MethodOptions) -> None:

@@ -13,13 +13,18 @@ Tune-A-Video, so the base video model is exactly the image model applied frame b
 Names follow Tune-A-Video: `<block>.attn_temp` (a diffusers Attention: to_q, to_k, to_v, to_out.0) and
 `<block>.norm_temp`. `VideoUNet.frames` is the frame count of the forward pass under way, for layers that work
 across frames (they see frames folded into the batch, frame index fastest).
+
+"unet_i2v": the same model and batch for image-to-video, where frame 0 of `sample` stands for the given image's
+clean latent (random here, like every tiny batch) and the loss covers frames 1..F-1 only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .diffusion import CROSS_ATTENTION_DIM, LATENT_CHANNELS, LATENT_SIZE, TEXT_TOKENS, TIMESTEPS, tiny_unet
@@ -100,8 +105,20 @@ def video_denoising_batch(generator: torch.Generator, size: int, frames: int = F
     }
 
 
+@dataclass(frozen=True)
+class ImageToVideoSpec(TinyModelSpec):
+    """Image-to-video: frame 0 of `sample` holds the given image's clean latent, so it is left out of the loss."""
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        prediction = self.output(model, batch)[:, :, 1:]
+        return F.mse_loss(prediction, batch[self.regression_target][:, :, 1:])
+
+
 SPECS: dict[str, TinyModelSpec] = {
     "unet_video": TinyModelSpec(
         tiny_video_unet, video_denoising_batch, output_field="sample", regression_target="noise"
-    )
+    ),
+    "unet_i2v": ImageToVideoSpec(
+        tiny_video_unet, video_denoising_batch, output_field="sample", regression_target="noise"
+    ),
 }
