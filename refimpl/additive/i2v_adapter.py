@@ -1,18 +1,18 @@
-"""I2V-Adapter — Guo et al., "I2V-Adapter: A General Image-to-Video Adapter for Diffusion Models", SIGGRAPH 2024
-(catalogue: i2v-adapter).
+"""I2V-Adapter — Guo et al., "I2V-Adapter: A General Image-to-Video Adapter for Diffusion Models",
+SIGGRAPH 2024 (catalogue: i2v-adapter).
 
-Image-to-video on a frozen text-to-video UNet (refimpl.models.video): the given image is the first frame, and beside
-every spatial self-attention a cross-frame branch lets each frame's queries read the first frame's keys and values,
-made by the frozen spatial projections:
+Image-to-video on a frozen text-to-video UNet (refimpl.models.video): the given image is the first frame, and
+beside every spatial self-attention a cross-frame branch lets each frame's queries read the first frame's keys
+and values, made by the frozen spatial projections:
 
-    z_i ← SelfAttn(z_i) + W'_o · Attn(W'_q z_i, W_K z_0, W_V z_0),   W'_o = 0 at init (so the base model at start)
+    z_i ← SelfAttn(z_i) + W'_o · Attn(W'_q z_i, W_K z_0, W_V z_0),   W'_o = 0 at init
 
-Trainable: the branch's query projection W'_q and output projection W'_o (with its bias) per spatial self-attention;
-everything else, the temporal layers included, is frozen. W'_q starts as a copy of the frozen W_Q (our choice: the
-zero W'_o already makes the start exact). Calling convention (the "unet_i2v" spec): frame 0 of `sample` is the
-image's clean latent, not a noised frame, so the loss leaves that frame out (our reading of the paper's setting).
-Out of scope: the paper's Frame Similarity Prior (a blurred, masked noisy copy of the image as the starting latent
-of later frames at sampling time), an inference-time choice.
+Trainable: the branch's query projection W'_q and output projection W'_o (with its bias) per spatial
+self-attention; everything else, the temporal layers included, is frozen. W'_q starts as a copy of the frozen
+W_Q (our choice: the zero W'_o already makes the start exact). Calling convention (the "unet_i2v" spec): frame
+0 of `sample` is the image's clean latent, not a noised frame, so the loss leaves that frame out (our reading
+of the paper's setting). Out of scope: the paper's Frame Similarity Prior (a blurred, masked noisy copy of the
+image as the starting latent of later frames at sampling time), an inference-time choice.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..models.video import by_frame, inflated_blocks
 
 
 class FirstFrameAttention(nn.Module):
-    """The cross-frame branch of one spatial self-attention: queries of every frame, keys/values of frame 0."""
+    """The cross-frame branch of one spatial self-attention: every frame's queries, frame 0's keys/values."""
 
     def __init__(self, attention: nn.Module) -> None:
         super().__init__()

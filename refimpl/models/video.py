@@ -1,10 +1,11 @@
-"""A tiny text-to-video denoiser: the image UNet of `diffusion.py` inflated over frames, as inflated video UNets
-(Tune-A-Video, AnimateDiff) are built from an image model.
+"""A tiny text-to-video denoiser: the image UNet of `diffusion.py` inflated over frames, as inflated video
+UNets (Tune-A-Video, AnimateDiff) are built from an image model.
 
-"unet_video": `VideoUNet(sample (B, C, F, H, W), timestep (B,), encoder_hidden_states (B, L, D)).sample` has the
-sample's shape. The frames are folded into the batch for the 2-D UNet (the text conditioning and timestep repeated
-per frame; a 2-D convolution per frame is exactly a 1×3×3 "pseudo-3D" convolution), and every transformer block of
-the UNet is followed by a residual temporal attention over the frame axis of each spatial position:
+"unet_video": `VideoUNet(sample (B, C, F, H, W), timestep (B,), encoder_hidden_states (B, L, D)).sample` has
+the sample's shape. The frames are folded into the batch for the 2-D UNet (the text conditioning and timestep
+repeated per frame; a 2-D convolution per frame is exactly a 1×3×3 "pseudo-3D" convolution), and every
+transformer block of the UNet is followed by a residual temporal attention over the frame axis of each spatial
+position:
 
     x ← x + Attn_temp(LayerNorm(x)),   attention over the F frames of one position (no positional encoding)
 
@@ -14,8 +15,8 @@ Names follow Tune-A-Video: `<block>.attn_temp` (a diffusers Attention: to_q, to_
 `<block>.norm_temp`. `VideoUNet.frames` is the frame count of the forward pass under way, for layers that work
 across frames (they see frames folded into the batch, frame index fastest).
 
-"unet_i2v": the same model and batch for image-to-video, where frame 0 of `sample` stands for the given image's
-clean latent (random here, like every tiny batch) and the loss covers frames 1..F-1 only.
+"unet_i2v": the same model and batch for image-to-video, where frame 0 of `sample` stands for the given
+image's clean latent (random here, like every tiny batch) and the loss covers frames 1..F-1 only.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def video_denoising_batch(generator: torch.Generator, size: int, frames: int = F
 
 @dataclass(frozen=True)
 class ImageToVideoSpec(TinyModelSpec):
-    """Image-to-video: frame 0 of `sample` holds the given image's clean latent, so it is left out of the loss."""
+    """Image-to-video: frame 0 of `sample` is the given image's clean latent, so the loss leaves it out."""
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         prediction = self.output(model, batch)[:, :, 1:]

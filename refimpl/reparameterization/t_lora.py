@@ -1,15 +1,15 @@
 """T-LoRA — Ren et al., "Customize-A-Video: One-Shot Motion Customization of Text-to-Video Diffusion Models",
 ECCV 2024 (catalogue: customize-a-video).
 
-Temporal LoRA: a low-rank update only on the projections of the temporal attention layers of a text-to-video UNet,
-so one reference video's motion is learned while the spatial (appearance) layers stay the base model's:
+Temporal LoRA: a low-rank update only on the projections of the temporal attention layers of a text-to-video
+UNet, so one reference video's motion is learned while the spatial (appearance) layers stay the base model's:
 
-    h = W0 x + (alpha / r) B A x   for W0 ∈ {to_q, to_k, to_v, to_out.0} of every temporal attention, B = 0 at init
+    h = W0 x + (alpha / r) B A x   for W0 ∈ {to_q, to_k, to_v, to_out.0} of each temporal attention, B = 0
 
 Trainable: A and B of those projections (LoRA's defaults r = 8, alpha = 16; the rank is our choice, not the
-paper's). Mergeable, as LoRA. Out of scope: the paper's appearance absorbers (spatial LoRA and textual inversion
-trained first on the reference frames, then dropped, so T-LoRA does not absorb the appearance); they are the
-`lora` and `textual_inversion` methods applied to the spatial layers in a separate stage.
+paper's). Mergeable, as LoRA. Out of scope: the paper's appearance absorbers (spatial LoRA and textual
+inversion trained first on the reference frames, then dropped, so T-LoRA does not absorb the appearance); they
+are the `lora` and `textual_inversion` methods applied to the spatial layers in a separate stage.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..core.registry import Method, register
 from ..core.targeting import Targets
 from .lora import LoRAOptions, inject_lora_layers, lora_parameter_count
 
-# The projections of the inflated UNet's temporal attention layers (refimpl.models.video names them attn_temp).
+# The projections of the inflated UNet's temporal attention layers (named attn_temp by refimpl.models.video).
 TEMPORAL_PROJECTIONS = r".*\.attn_temp\.(to_q|to_k|to_v|to_out\.0)"
 
 

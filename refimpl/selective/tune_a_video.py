@@ -2,16 +2,17 @@
 Generation", ICCV 2023 (catalogue: tune-a-video).
 
 One-shot video tuning of an image diffusion model inflated over frames (refimpl.models.video). The spatial
-self-attention becomes sparse-causal: frame i's queries attend to the keys and values of the first frame and of
-the previous frame (frame 0 to itself, twice), with the frozen projections:
+self-attention becomes sparse-causal: frame i's queries attend to the keys and values of the first frame and
+of the previous frame (frame 0 to itself, twice), with the frozen projections:
 
-    SC-Attn(z_i) = softmax(Q_i [K_0; K_{i-1}]ᵀ / √d) [V_0; V_{i-1}],   Q_i = W_Q z_i,  K_j = W_K z_j,  V_j = W_V z_j
+    SC-Attn(z_i) = softmax(Q_i [K_0; K_{i-1}]ᵀ / √d) [V_0; V_{i-1}],  Q = W_Q z, K = W_K z, V = W_V z
 
 Trainable, selected in place as in the paper: the query projection W_Q of every spatial self-attention and
-cross-attention, and the whole temporal attention layer (q, k, v and output projections) of every inflated block;
-everything else is frozen. Not mergeable (the tuned tensors are the base's own, trained in place, and the
-sparse-causal attention is a change of computation, not of weights); not identity at init, since frames 1..F-1
-attend to other frames from the start. The paper's DDIM-inversion sampling is inference-time and out of scope.
+cross-attention, and the whole temporal attention layer (q, k, v and output projections) of every inflated
+block; everything else is frozen. Not mergeable (the tuned tensors are the base's own, trained in place, and
+the sparse-causal attention is a change of computation, not of weights); not identity at init, since frames
+1..F-1 attend to other frames from the start. The paper's DDIM-inversion sampling is inference-time and out of
+scope.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _linear_size(linear: nn.Module) -> int:
 
 
 def tuned_layers(model: nn.Module) -> list[nn.Module]:
-    """The linear layers Tune-A-Video trains: spatial and cross-attention queries, all temporal projections."""
+    """The linear layers Tune-A-Video trains: self- and cross-attention queries, all temporal projections."""
     blocks = [block for _, block in inflated_blocks(model)]
     if not blocks:
         raise RefimplError(
@@ -65,7 +66,7 @@ class TuneAVideo(Method):
     category = "selective"
     foundation_models = ("VGM",)
     papers = ("tune-a-video",)
-    summary = "Inflate self-attention to sparse-causal (first + previous frame); tune queries and temporal attention."
+    summary = "Sparse-causal self-attention (first + previous frame); tune queries and temporal attention."
     update_rule = "SC-Attn(z_i) = softmax(Q_i [K_0; K_{i-1}]ᵀ/√d) [V_0; V_{i-1}];  train W_Q, attn_temp"
     trainable = "to_q of every spatial self- and cross-attention, and every temporal attention layer"
     model_types = ("unet_video",)
@@ -79,5 +80,5 @@ class TuneAVideo(Method):
                 add_hook(model, projection.register_forward_hook(partial(first_and_previous_frame, model)))
 
     def expected_trainable(self, model: nn.Module, options: MethodOptions) -> int:
-        """Σ (in·out + bias) over the spatial and cross-attention queries and the four temporal projections."""
+        """Σ (in·out + bias) over the self- and cross-attention queries and the four temporal projections."""
         return sum(_linear_size(layer) for layer in tuned_layers(model))

@@ -1,5 +1,5 @@
-"""Tune-A-Video: sparse-causal attention lets frame i see frames 0 and i-1 only; it trains queries and temporal
-attention."""
+"""Tune-A-Video: sparse-causal attention lets frame i see frames 0 and i-1 only; it tunes queries and the
+temporal attention."""
 
 from __future__ import annotations
 
