@@ -56,7 +56,9 @@ def _legend(series: Sequence[Series], x: float, width: float) -> tuple[list[str]
         item_width = 16 + 7.2 * len(item.label) + 18
         if cursor > x and cursor + item_width > width:
             cursor, y = x, y + 20
-        parts.append(f'<rect x="{cursor:.1f}" y="{y - 6:.1f}" width="12" height="12" fill="{item.color}"/>')
+        parts.append(
+            f'<rect x="{cursor:.1f}" y="{y - 6:.1f}" width="12" height="12" fill="{escape(item.color)}"/>'
+        )
         parts.append(_text(cursor + 16, y, item.label))
         cursor += item_width
     return parts, y + 16
@@ -93,7 +95,7 @@ def stacked_bars(uid: str, x_labels: Sequence[str], series: Sequence[Series], ti
             y -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_slot * 0.7:.1f}" height="{h:.1f}" '
-                f'fill="{item.color}"><title>{escape(f"{label}, {item.label}: {value}")}</title></rect>'
+                f'fill="{escape(item.color)}"><title>{escape(f"{label}, {item.label}: {value}")}</title></rect>'
             )
         label_x, label_y = x + bar_slot * 0.35, plot_top + plot_height + 14
         if rotate:
@@ -173,7 +175,7 @@ def tree(uid: str, root: TreeNode, title: str, desc: str) -> str:
         x, y = xs[level], positions[id(node)] - box_h / 2
         return (
             f'<a href="{escape(node.href)}"><rect class="atlas-svg__node" x="{x}" y="{y:.1f}" '
-            f'width="{widths[level]}" height="{box_h}" rx="5" stroke="{node.color}"/>'
+            f'width="{widths[level]}" height="{box_h}" rx="5" stroke="{escape(node.color)}"/>'
             f"{_text(x + 10, y + box_h / 2, node.label)}</a>"
         )
 
@@ -183,7 +185,7 @@ def tree(uid: str, root: TreeNode, title: str, desc: str) -> str:
         mid = (x1 + x2) / 2
         return (
             f'<path class="atlas-svg__edge" d="M{x1} {y1:.1f} C{mid} {y1:.1f} {mid} {y2:.1f} {x2} {y2:.1f}" '
-            f'stroke="{child.color}"/>'
+            f'stroke="{escape(child.color)}"/>'
         )
 
     parts = [_open_svg(uid, width, int(height), title, desc, "atlas-svg--tree")]
