@@ -22,7 +22,7 @@ from .base import Classification, pretrained_weights, shuffled_batches
 SOURCE_CLASSES, TARGET_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 TRAIN_FRACTION, SPLIT_SEED = 0.6, 0
 SIZES = {"hidden": 64, "layers": 2}
-PRETRAIN = {"steps": 300, "lr": 3e-3, "seed": 0, "batch_size": 32}
+PRETRAIN = {"steps": 200, "lr": 3e-3, "seed": 0, "batch_size": 32}
 
 
 @functools.cache

@@ -24,7 +24,7 @@ from .sentiment import data_sha256, examples
 
 BEGIN, END, PAD, IGNORE_INDEX = 0, 1, 2, -100
 SIZES = {"hidden": 64, "layers": 2}
-PRETRAIN = {"steps": 400, "lr": 3e-3, "seed": 0, "batch_size": 32}
+PRETRAIN = {"steps": 200, "lr": 3e-3, "seed": 0, "batch_size": 16}
 SOURCE_DOMAIN, TARGET_DOMAIN = "product", "movie"
 
 
