@@ -9,6 +9,7 @@ from pathlib import Path
 
 from atlas.exports import write_exports
 from atlas.importer import import_awesome
+from atlas.links import check_live, check_offline
 from atlas.loader import CatalogError, Problem, check_catalog, load_catalog, load_taxonomy
 from atlas.readme import readme_diff, write_readme
 from atlas.scaffold import Draft, ScaffoldError, check_draft, derive_key, existing_keys, write_scaffold
@@ -109,6 +110,17 @@ def cmd_import_awesome(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_links(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.root)
+    problems = check_offline(catalog) + (check_live(catalog) if args.live else [])
+    for problem in problems:
+        print(f"{problem}{'' if problem.fatal else ' (reported, not an error)'}", file=sys.stderr)
+    fatal = sum(problem.fatal for problem in problems)
+    checked = "offline and live" if args.live else "offline (add --live to fetch every address)"
+    print(f"links checked {checked}: {fatal} error(s), {len(problems) - fatal} report(s)")
+    return 1 if fatal else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -137,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--key", help="file key (default: derived from the title)")
     new.add_argument("--category", help="category id from catalog/taxonomy.yaml")
     new.add_argument("--fm", nargs="+", metavar="FM", help="foundation model type ids, e.g. LLM VLM")
+    links = command("links", cmd_links, "check the catalogue's links (offline; --live fetches them)")
+    links.add_argument("--live", action="store_true", help="also fetch every address (needs the network)")
     importer = command(
         "import-awesome", cmd_import_awesome, "compare an awesome-list Markdown file with the catalogue"
     )
