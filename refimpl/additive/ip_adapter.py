@@ -109,6 +109,8 @@ def _add_image_attention(
     kwargs: dict,
     output: torch.Tensor,
 ) -> torch.Tensor:
+    if modules.tokens is None:
+        raise RefimplError("ip_adapter: a cross-attention layer ran outside a UNet call (no image tokens)")
     hidden = args[0] if args else kwargs["hidden_states"]
     tokens = modules.tokens.to(hidden.dtype)
     attended = F.linear(image_attention(attention, kv, hidden, tokens), attention.to_out[0].weight)
