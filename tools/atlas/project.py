@@ -7,6 +7,14 @@ SURVEY_TITLE = "Parameter-Efficient Fine-Tuning for Foundation Models"
 SURVEY_ARXIV = "2501.13787"
 SURVEY_AUTHORS = "Zhang, Feng, Xue, Wang, Dong and Tang"
 SURVEY_YEAR = 2025
+# As the survey's authors ask to be cited (their list), with the sixth author, Dong, whose given name our sources
+# do not record.
+SURVEY_BIBTEX = """@article{zhang2025parameter,
+  title = {Parameter-Efficient Fine-Tuning for Foundation Models},
+  author = {Zhang, Dan and Feng, Tao and Xue, Lilong and Wang, Yuandong and Dong and Tang, Jie},
+  journal = {arXiv preprint arXiv:2501.13787},
+  year = {2025}
+}"""
 
 
 def method_page_url(method: str) -> str:

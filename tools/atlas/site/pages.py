@@ -15,7 +15,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from atlas import exports
-from atlas.project import SURVEY_ARXIV, SURVEY_AUTHORS, SURVEY_TITLE, SURVEY_YEAR, arxiv_url
+from atlas.project import SURVEY_ARXIV, SURVEY_AUTHORS, SURVEY_BIBTEX, SURVEY_TITLE, SURVEY_YEAR, arxiv_url
 from atlas.schema import Paper, PaperKind, Relation
 from atlas.site import charts
 from atlas.site.model import (
@@ -206,6 +206,7 @@ class PageBuilder:
             else sum(1 for m in self.model.methods.values() if m.info),
             with_code=sum(1 for p in papers if p.links.code),
             survey=(SURVEY_TITLE, arxiv_url(SURVEY_ARXIV), SURVEY_AUTHORS, SURVEY_YEAR),
+            survey_bibtex=SURVEY_BIBTEX,
             fm_counts={fm: len(self.model.by_fm.get(fm, [])) for fm in self.fms},
             taxonomy_svg=Markup(self.taxonomy_svg()),
         )
