@@ -33,8 +33,9 @@ class LoRALinear(DeltaLinear):
         return (self.lora_B @ self.lora_A) * self.scaling
 
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
-        # Two thin matmuls (x A^T, then B^T) instead of materialising the full out×in update.
-        return F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
+        # Two thin matmuls (x A^T, then B^T) instead of materialising the full out×in update, with the scale
+        # applied to the r-wide intermediate rather than to the full-width output.
+        return F.linear(F.linear(self.dropout(x), self.lora_A) * self.scaling, self.lora_B)
 
 
 class LoRAOptions(MethodOptions):
