@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atlas.exports import write_exports
+from atlas.fsutil import replace_directory
 from atlas.importer import import_awesome
 from atlas.links import check_live, check_offline
 from atlas.loader import CatalogError, Problem, check_catalog, load_catalog, load_taxonomy
@@ -110,6 +111,25 @@ def cmd_import_awesome(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_site(args: argparse.Namespace) -> int:
+    """Build the static site into a temporary sibling of --out and swap it in only when the build is complete."""
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import MkDocsException
+
+    out = args.out if args.out.is_absolute() else args.root / args.out
+
+    def build_into(folder: Path) -> None:
+        build(load_config(config_file=str(args.root / "mkdocs.yml"), site_dir=str(folder), strict=True))
+
+    try:
+        replace_directory(build_into, out)
+    except MkDocsException as error:
+        raise UserError(f"site build failed, {out} left as it was: {error}") from None
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_links(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.root)
     problems = check_offline(catalog) + (check_live(catalog) if args.live else [])
@@ -149,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--key", help="file key (default: derived from the title)")
     new.add_argument("--category", help="category id from catalog/taxonomy.yaml")
     new.add_argument("--fm", nargs="+", metavar="FM", help="foundation model type ids, e.g. LLM VLM")
+    site = command("site", cmd_site, "build the static site (strict) and swap it in only when complete")
+    site.add_argument("--out", type=Path, default=Path("site"), help="output folder (default: site)")
     links = command("links", cmd_links, "check the catalogue's links (offline; --live fetches them)")
     links.add_argument("--live", action="store_true", help="also fetch every address (needs the network)")
     importer = command(
