@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         train(shard(model), args.model, batch, args.steps, args.lr)
     save_adapter(model, args.out)
+    dist.barrier()  # rank 0 is still writing; tearing the group down under it can abort the process
     dist.destroy_process_group()
 
 
