@@ -145,9 +145,9 @@ def load_adapter(base_model: nn.Module, path: str | os.PathLike[str]) -> nn.Modu
         raise RefimplError(
             f"{folder}: adapter was saved from a {config.base_model_class}, not a {type(base_model).__name__}"
         )
-    base_config = json.loads(json.dumps(_base_config(base_model), default=str))
-    if _fingerprint(_base_config(base_model)) != config.base_config_sha256:
-        differences = _config_differences(config.base_config, base_config)
+    base_config = _base_config(base_model)
+    if _fingerprint(base_config) != config.base_config_sha256:
+        differences = _config_differences(config.base_config, json.loads(json.dumps(base_config, default=str)))
         raise RefimplError(f"{folder}: base model config differs: " + "; ".join(differences[:8]))
     tensors = _read_tensors(folder / WEIGHTS_FILE)
     saved_shapes = {name: list(t.shape) for name, t in tensors.items()}

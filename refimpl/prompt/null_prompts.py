@@ -15,7 +15,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..core.registry import Method, register
-from ..selective.bitfit import BitFit, BitFitOptions, _selected_biases
+from ..selective.bitfit import BitFit, BitFitOptions, selected_biases
 from .pet import VerbalizerOptions, add_cloze, fixed_pattern, verbalizer_scores
 
 _BIASES = BitFitOptions(bias_terms="all", train_head=False)
@@ -34,7 +34,7 @@ class NullPrompts(Method):
     Options = VerbalizerOptions
 
     def inject(self, model: nn.Module, options: VerbalizerOptions) -> None:
-        for bias in _selected_biases(model, _BIASES):
+        for bias in selected_biases(model, _BIASES):
             bias.requires_grad_(True)
         add_cloze(model, fixed_pattern([], [], options.mask_token_id), verbalizer_scores(options.verbalizer))
 

@@ -33,7 +33,7 @@ class BitFitOptions(MethodOptions):
     )
 
 
-def _selected_biases(model: nn.Module, options: BitFitOptions) -> list[nn.Parameter]:
+def selected_biases(model: nn.Module, options: BitFitOptions) -> list[nn.Parameter]:
     if options.bias_terms == "all":
         chosen = [p for name, p in model.named_parameters() if name.endswith("bias") and not _is_head(name)]
     else:
@@ -66,7 +66,7 @@ class BitFit(Method):
     Options = BitFitOptions
 
     def inject(self, model: nn.Module, options: BitFitOptions) -> None:
-        for parameter in _selected_biases(model, options):
+        for parameter in selected_biases(model, options):
             parameter.requires_grad_(True)
 
     def expected_trainable(self, model: nn.Module, options: BitFitOptions) -> int:

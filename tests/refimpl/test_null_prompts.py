@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import refimpl
-from refimpl.selective.bitfit import BitFitOptions, _selected_biases
+from refimpl.selective.bitfit import BitFitOptions, selected_biases
 
 from .test_pet import MASK, VERBALIZER, few_shot_task, tiny_masked_lm
 
@@ -17,7 +17,7 @@ def test_the_prompt_is_just_the_input_and_a_mask_and_the_cloze_loss_trains_only_
         cloze = torch.cat([inputs, torch.full((len(inputs), 1), MASK)], dim=1)
         expected = tiny_masked_lm()(input_ids=cloze).logits[:, -1, VERBALIZER]
         torch.testing.assert_close(model(input_ids=inputs).label_logits, expected, rtol=0, atol=1e-6)
-    biases = _selected_biases(tiny_masked_lm(), BitFitOptions(train_head=False))
+    biases = selected_biases(tiny_masked_lm(), BitFitOptions(train_head=False))
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert [p.shape for p in trainable] == [p.shape for p in biases]
 
