@@ -23,7 +23,18 @@ STEPS, LR, GLOBAL_BATCH, SEED = 3, 1e-2, 8, 0
 
 
 def torchrun(method: str, mode: str, out) -> None:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    # One elastic restart: on a loaded machine a gloo worker has, rarely, aborted while the process group was torn
+    # down. A restart reruns the same seeded training from scratch, so the comparison below is unaffected.
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "--max-restarts",
+        "1",
+    ]
     command += ["-m", "refimpl.distributed", "--method", method, "--mode", mode, "--out", str(out)]
     command += [
         "--steps",
