@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -19,6 +20,7 @@ from torch import nn
 from .errors import RefimplError
 from .layers import AdapterLayer
 from .registry import Method, MethodOptions, get_method
+from .targeting import task_head_parameters
 
 STATE_ATTRIBUTE = "refimpl_state"
 
@@ -33,6 +35,7 @@ class AdapterState:
     base_names: frozenset[str] = frozenset()
     undo: list[Callable[[], None]] = field(default_factory=list)
     merged: bool = False
+    trains_head: bool = False  # the core, not the method, unfroze the task head (apply's train_head)
 
     def is_base(self, tensor: torch.Tensor) -> bool:
         ref = self.base_tensors.get(id(tensor))
@@ -62,19 +65,31 @@ def validate_options(method: Method, options: dict[str, Any]) -> MethodOptions:
 
 
 def apply(model: nn.Module, method: str, **options: Any) -> nn.Module:
-    """Adapt `model` in place with a registered method and return it. The base parameters end up frozen."""
+    """Adapt `model` in place with a registered method and return it. The base parameters end up frozen.
+
+    `train_head=True` also trains the model's task head (`classifier`, ...), as a newly added head must be; it is
+    accepted by every method. Methods whose papers train the head have it as their own option, with the
+    paper's default; for the others the core unfreezes the head after the method is in place.
+    """
     if is_adapted(model):
         raise RefimplError(
             f"model is already adapted with {state_of(model).method.name!r}; refimpl.remove(model) first"
         )
     implementation = get_method(method)
+    trains_head = "train_head" not in implementation.Options.model_fields and options.pop("train_head", False)
     validated = validate_options(implementation, options)
-    state = AdapterState(method=implementation, options=validated)
+    state = AdapterState(method=implementation, options=validated, trains_head=bool(trains_head))
     state.base_tensors = {id(t): weakref.ref(t) for t in chain(model.parameters(), model.buffers())}
     model.__dict__[STATE_ATTRIBUTE] = state
     _freeze(model)
     try:
         implementation.inject(model, validated)
+        if state.trains_head:
+            head = task_head_parameters(model)
+            if not head:
+                raise RefimplError(f"train_head: {type(model).__name__} has no task head")
+            for parameter in head:
+                parameter.requires_grad_(True)
     except Exception:
         remove(model)
         raise
@@ -138,6 +153,17 @@ def remove(model: nn.Module) -> nn.Module:
     return model
 
 
+@contextmanager
+def _frozen(parameters: list[nn.Parameter]) -> Iterator[None]:
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in parameters:
+            parameter.requires_grad_(True)
+
+
 def adapter_layers(model: nn.Module) -> Iterator[AdapterLayer]:
     return (module for module in model.modules() if isinstance(module, AdapterLayer))
 
@@ -172,7 +198,10 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     if is_adapted(model):
         state = state_of(model)
-        return state.method.trainable_count(model), state.method.total_count(model, total)
+        head = task_head_parameters(model) if state.trains_head else []
+        with _frozen(head):  # the method counts its own parameters as its paper does; the head comes on top
+            own = state.method.trainable_count(model)
+        return own + sum(p.numel() for p in head), state.method.total_count(model, total)
     return sum(p.numel() for p in model.parameters() if p.requires_grad), total
 
 

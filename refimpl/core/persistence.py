@@ -40,6 +40,7 @@ class AdapterConfig(BaseModel):
     format_version: int
     method: str
     options: dict[str, Any]
+    train_head: bool = False  # apply's core-level train_head, for methods without an option of their own
     base_model_class: str
     base_config: dict[str, Any]
     base_config_sha256: str
@@ -73,6 +74,7 @@ def save_adapter(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         format_version=FORMAT_VERSION,
         method=state.method.name,
         options=state.options.model_dump(mode="json"),
+        train_head=state.trains_head,
         base_model_class=type(model).__name__,
         base_config=json.loads(json.dumps(base_config, default=str)),
         base_config_sha256=_fingerprint(base_config),
@@ -147,7 +149,9 @@ def load_adapter(base_model: nn.Module, path: str | os.PathLike[str]) -> nn.Modu
         )
     base_config = _base_config(base_model)
     if _fingerprint(base_config) != config.base_config_sha256:
-        differences = _config_differences(config.base_config, json.loads(json.dumps(base_config, default=str)))
+        differences = _config_differences(
+            config.base_config, json.loads(json.dumps(base_config, default=str))
+        )
         raise RefimplError(f"{folder}: base model config differs: " + "; ".join(differences[:8]))
     tensors = _read_tensors(folder / WEIGHTS_FILE)
     saved_shapes = {name: list(t.shape) for name, t in tensors.items()}
@@ -155,7 +159,7 @@ def load_adapter(base_model: nn.Module, path: str | os.PathLike[str]) -> nn.Modu
         raise RefimplError(
             f"{folder}: weights do not match the tensor list in {CONFIG_FILE} (corrupted or mixed files)"
         )
-    apply(base_model, config.method, **config.options)
+    apply(base_model, config.method, **config.options, **({"train_head": True} if config.train_head else {}))
     try:
         _copy_into(base_model, tensors, folder)
     except Exception:

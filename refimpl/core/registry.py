@@ -41,6 +41,7 @@ class MethodInfo:
     model_types: tuple[str, ...]
     options: dict[str, Any]  # option name -> default
     module: str  # the Python module that implements it
+    slower_than_full_fine_tuning: str  # why a training step may cost more than full fine-tuning's; "" if it may not
 
 
 class Method:
@@ -63,6 +64,9 @@ class Method:
         "llama",
     )  # transformers model types it applies to
     Options: ClassVar[type[MethodOptions]] = MethodOptions
+    # A method's step should cost no more than full fine-tuning's; where its paper trades time for something
+    # (memory, most often), say what here, and the bench and the method's page report it.
+    slower_than_full_fine_tuning: ClassVar[str] = ""
 
     def inject(self, model: nn.Module, options: MethodOptions) -> None:
         """Add or unfreeze this method's parameters on a model whose base parameters are all frozen."""
@@ -98,6 +102,7 @@ class Method:
             model_types=cls.model_types,
             options=options,
             module=cls.__module__,
+            slower_than_full_fine_tuning=cls.slower_than_full_fine_tuning,
         )
 
 

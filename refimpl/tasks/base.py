@@ -23,6 +23,11 @@ from ..models.specs import Batch
 from .cache import Tensors, cached_tensors
 
 
+def model_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """The loss a model computes itself from the batch's `labels` (transformers' convention)."""
+    return model(**batch).loss
+
+
 class Task(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
@@ -53,8 +58,13 @@ class Task(ABC):
     def score(self, model: nn.Module, batches: list[Batch]) -> float:
         """The task metric of `model` on `batches`."""
 
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The training loss on one batch."""
+        return model_loss(model, batch)
+
     def head_parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        """The parameters of the task head, the only ones the frozen baseline trains."""
+        """The parameters of a task head the task adds to the pre-trained model (new, so every method trains it
+        too), and the only ones the frozen baseline trains; none when the task keeps the model's own outputs."""
         return []
 
     def config(self) -> dict[str, Any]:
@@ -97,7 +107,14 @@ class Fit:
         return statistics.median(self.step_times) if self.step_times else 0.0
 
 
-def fit(model: nn.Module, batches: Iterator[Batch], steps: int, lr: float, label: str) -> Fit:
+def fit(
+    model: nn.Module,
+    batches: Iterator[Batch],
+    steps: int,
+    lr: float,
+    label: str,
+    loss_of: Callable[[nn.Module, Batch], torch.Tensor] = model_loss,
+) -> Fit:
     """Train the parameters of `model` that require gradients with AdamW, showing a progress bar on stderr."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0) if trainable else None
@@ -110,7 +127,7 @@ def fit(model: nn.Module, batches: Iterator[Batch], steps: int, lr: float, label
         batch = next(batches)
         start = time.perf_counter()
         optimizer.zero_grad()
-        loss = model(**batch).loss
+        loss = loss_of(model, batch)
         loss.backward()
         optimizer.step()
         step_times.append(time.perf_counter() - start)
@@ -132,7 +149,11 @@ def shuffled_batches(
 
 
 def pretrained_weights(
-    kind: str, config: dict[str, Any], model: nn.Module, batches: Iterator[Batch]
+    kind: str,
+    config: dict[str, Any],
+    model: nn.Module,
+    batches: Iterator[Batch],
+    loss_of: Callable[[nn.Module, Batch], torch.Tensor] = model_loss,
 ) -> Tensors:
     """Pre-train `model` as `config["pretrain"]` says (steps, lr) once; later calls read the weights from the cache."""
 
@@ -144,6 +165,7 @@ def pretrained_weights(
             settings["steps"],
             settings["lr"],
             f"pre-training the {kind} backbone (cached once)",
+            loss_of,
         )
         return model.state_dict()
 

@@ -45,7 +45,9 @@ def _train_reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, 
         for parameter in task.head_parameters(model):
             parameter.requires_grad_(True)
     trainable, total = trainable_parameters(model)
-    result = fit(model, task.train_batches(seed), steps, task.full_lr if kind == FULL else task.lr, kind)
+    result = fit(
+        model, task.train_batches(seed), steps, task.full_lr if kind == FULL else task.lr, kind, task.loss
+    )
     return {
         "metric": task.evaluate(model),
         "median_step_s": result.median_step,
@@ -128,9 +130,10 @@ def execute(
     start, cpu_start = time.perf_counter(), time.process_time()
     model = task.build_model(seed)
     torch.manual_seed(seed)  # the method's own initialisation
-    apply(model, method)
+    # A head the task adds is new and must be trained whatever the method (peft's modules_to_save convention).
+    apply(model, method, **({"train_head": True} if task.head_parameters(model) else {}))
     trainable, total = trainable_parameters(model)
-    result = fit(model, task.train_batches(seed), steps, lr, method)
+    result = fit(model, task.train_batches(seed), steps, lr, method, task.loss)
     metric = task.evaluate(model)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     return Outcome(

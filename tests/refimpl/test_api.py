@@ -73,6 +73,29 @@ def test_trainable_parameters_of_a_plain_model_counts_requires_grad(fresh):
     assert trainable == total == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "increlora", "head_mask"])
+def test_train_head_trains_a_new_head_with_any_method_and_counts_it_on_top(fresh, method, tmp_path):
+    plain = refimpl.apply(fresh("bert"), method)
+    model = refimpl.apply(fresh("bert"), method, train_head=True)
+    head = {name for name, p in model.named_parameters() if name.startswith("classifier.")}
+    assert head and all(p.requires_grad for name, p in model.named_parameters() if name in head)
+    head_size = sum(p.numel() for name, p in model.named_parameters() if name in head)
+    assert refimpl.trainable_parameters(model)[0] == refimpl.trainable_parameters(plain)[0] + head_size
+    train_steps(model, tiny_batch("bert"), steps=2)
+    refimpl.save_adapter(model, tmp_path)
+    reloaded = refimpl.load_adapter(fresh("bert"), tmp_path).eval()
+    inputs = {k: v for k, v in tiny_batch("bert").items() if k != "labels"}
+    with torch.no_grad():
+        assert torch.equal(reloaded(**inputs).logits, model.eval()(**inputs).logits)
+    refimpl.remove(model)
+    assert not any(p.requires_grad is False for p in model.parameters())  # the base comes back as it was
+
+
+def test_train_head_on_a_method_with_its_own_option_is_that_option(fresh):
+    model = refimpl.apply(fresh("bert"), "bottleneck_adapter", train_head=False)
+    assert not any(p.requires_grad for name, p in model.named_parameters() if name.startswith("classifier."))
+
+
 @pytest.fixture
 def saved_lora(fresh, tmp_path):
     model = refimpl.apply(fresh("bert"), "lora", r=4)
