@@ -6,6 +6,7 @@ come from the theme's CSS variables (classes in site_src/assets/atlas.css) so da
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -196,5 +197,111 @@ def tree(uid: str, root: TreeNode, title: str, desc: str) -> str:
     for category in root.children:
         parts.append(box(category, 1))
         parts += [box(child, 2) for child in category.children]
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float
+    series: str  # the legend entry (and colour) it belongs to
+    label: str  # printed beside the point when there are few points
+    href: str  # "" for no link
+    hover: str
+    key: str  # data-key, so that a page script can hide the point with its table row
+
+
+def _axis(values: Sequence[float], log: bool, anchor: float | None) -> tuple[float, float, list[float]]:
+    """(low, high, ticks) covering `values` and `anchor`: decades (or 1-2-5 steps) when log, a nice step if not."""
+    values = [*values, *([anchor] if anchor is not None else [])]
+    low, high = min(values), max(values)
+    if log:
+        low, high = 10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high))
+        if high == low:
+            high = low * 10
+        steps = (1, 2, 5) if high / low <= 100 else (1,)
+        decades = range(round(math.log10(low)), round(math.log10(high)))
+        ticks = [m * 10**d for d in decades for m in steps] + [high]
+        return low, high, ticks
+    span = (high - low) or abs(high) or 1.0
+    raw = span / 5
+    step = min((m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
+    low, high = math.floor(low / step) * step, math.ceil(high / step) * step
+    if high == low:
+        high = low + step
+    return low, high, [low + i * step for i in range(round((high - low) / step) + 1)]
+
+
+def scatter(
+    uid: str,
+    points: Sequence[Point],
+    colors: dict[str, str],
+    axes: tuple[str, str],
+    log: tuple[bool, bool],
+    reference: tuple[float, str] | None,
+    title: str,
+    desc: str,
+) -> str:
+    """A scatter plot with optional log axes and a dashed horizontal reference line (value, label).
+
+    `colors` maps each series to its colour, in legend order; `axes` are the (x, y) labels, whose tick
+    values are printed with `g` format."""
+    width, plot_left, plot_right, plot_height = 680, 64, 24, 300
+    legend_series = [Series(name, color, ()) for name, color in colors.items()]
+    legend, plot_top = _legend(legend_series, plot_left, width)
+    plot_top += 12
+    height = int(plot_top + plot_height + 52)
+    plot_width = width - plot_left - plot_right
+    x_low, x_high, x_ticks = _axis([p.x for p in points] or [1.0], log[0], None)
+    y_low, y_high, y_ticks = _axis([p.y for p in points] or [1.0], log[1], reference and reference[0])
+
+    def position(value: float, low: float, high: float, is_log: bool) -> float:
+        if is_log:
+            return (math.log10(value) - math.log10(low)) / (math.log10(high) - math.log10(low))
+        return (value - low) / (high - low)
+
+    def px(value: float) -> float:
+        return plot_left + plot_width * position(value, x_low, x_high, log[0])
+
+    def py(value: float) -> float:
+        return plot_top + plot_height * (1 - position(value, y_low, y_high, log[1]))
+
+    parts = [_open_svg(uid, width, height, title, desc, "atlas-svg--scatter"), *legend]
+    bottom = plot_top + plot_height
+    for tick in y_ticks:
+        parts.append(
+            f'<line class="atlas-svg__grid" x1="{plot_left}" x2="{width - plot_right}" y1="{py(tick):.1f}" y2="{py(tick):.1f}"/>'
+        )
+        parts.append(_text(plot_left - 6, py(tick), f"{tick:g}", "end"))
+    for tick in x_ticks:
+        parts.append(
+            f'<line class="atlas-svg__grid" x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{plot_top}" y2="{bottom}"/>'
+        )
+        parts.append(_text(px(tick), bottom + 12, f"{tick:g}", "middle"))
+    parts.append(_text(plot_left + plot_width / 2, bottom + 34, axes[0], "middle"))
+    y_mid = plot_top + plot_height / 2
+    parts.append(
+        f'<text class="atlas-svg__text" x="14" y="{y_mid:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {y_mid:.1f})">{escape(axes[1])}</text>'
+    )
+    if reference is not None:
+        value, label = reference
+        parts.append(
+            f'<line class="atlas-svg__reference" x1="{plot_left}" x2="{width - plot_right}" '
+            f'y1="{py(value):.1f}" y2="{py(value):.1f}"/>'
+        )
+        parts.append(_text(width - plot_right - 4, py(value) - 8, label, "end"))
+    labelled = len(points) <= 15
+    for point in points:
+        x, y = px(point.x), py(point.y)
+        tag, link = ("a", f' href="{escape(point.href)}"') if point.href else ("g", "")
+        parts.append(
+            f'<{tag} class="atlas-svg__point"{link} data-key="{escape(point.key)}">'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{escape(colors[point.series])}">'
+            f"<title>{escape(point.hover)}</title></circle>"
+            + (_text(x + 8, y, point.label) if labelled else "")
+            + f"</{tag}>"
+        )
     parts.append("</svg>")
     return "".join(parts)

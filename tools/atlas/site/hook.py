@@ -18,6 +18,7 @@ from mkdocs.structure.pages import Page as MkdocsPage
 
 from atlas import exports
 from atlas.loader import CatalogError, load_catalog
+from atlas.site.bench import BENCH_FILE, BenchFileError, load_bench
 from atlas.site.contributing import contributing_page
 from atlas.site.model import SiteModel, registered_methods
 from atlas.site.nav import expand_nav
@@ -39,7 +40,11 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
         catalog = load_catalog(root)
     except CatalogError as error:
         raise PluginError(f"the catalogue in {root / 'catalog'} is invalid:\n{error}") from error
-    builder = PageBuilder(SiteModel.build(catalog, registered_methods()), config.repo_url or "")
+    try:
+        bench = load_bench(root / BENCH_FILE)
+    except BenchFileError as error:
+        raise PluginError(f"the bench results are invalid: {error}") from error
+    builder = PageBuilder(SiteModel.build(catalog, registered_methods(), bench), config.repo_url or "")
     pages = [*builder.pages(), contributing_page(root, builder)]
     _generated.clear()
     _generated.update((page.uri, page) for page in pages)
@@ -94,5 +99,8 @@ def on_page_context(context: dict[str, Any], page: MkdocsPage, **_: Any) -> dict
 
 
 def on_serve(server: LiveReloadServer, config: MkDocsConfig, **_: Any) -> LiveReloadServer:
-    server.watch(str(_project_root(config) / "catalog"))
+    root = _project_root(config)
+    server.watch(str(root / "catalog"))
+    if (root / BENCH_FILE).parent.is_dir():  # watchdog cannot watch a folder that does not exist
+        server.watch(str((root / BENCH_FILE).parent))
     return server

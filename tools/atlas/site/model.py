@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from atlas.loader import Catalog
 from atlas.schema import Paper
+from atlas.site.bench import BenchResults
 
 RUN_COMMAND = "python -m refimpl run {method}"
 
@@ -33,6 +37,22 @@ def method_url(name: str) -> str:
     return f"methods/{name}/"
 
 
+COMPARE_URL = "methods/compare/"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: str  # repr of the default value
+    description: str
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str  # relative to the project root where it lies inside it
+    text: str
+
+
 @dataclass
 class Method:
     """A reference implementation named by the catalogue, with the papers that point to it."""
@@ -44,6 +64,25 @@ class Method:
     @property
     def command(self) -> str:
         return RUN_COMMAND.format(method=self.name)
+
+    def options(self) -> list[Option]:
+        """The method's options as its code declares them (refimpl's Options model); [] when unregistered."""
+        if self.info is None:
+            return []
+        fields = importlib.import_module("refimpl").get_method(self.name).Options.model_fields
+        return [
+            Option(name, repr(self.info.options[name]), field.description or "")
+            for name, field in fields.items()
+        ]
+
+    def source(self, root: Path) -> Source | None:
+        """The module that implements the method, read from the code itself."""
+        if self.info is None:
+            return None
+        module = sys.modules.get(self.info.module) or importlib.import_module(self.info.module)
+        path = Path(inspect.getsourcefile(module) or self.info.module).resolve()
+        shown = path.relative_to(root.resolve()) if path.is_relative_to(root.resolve()) else path
+        return Source(shown.as_posix(), inspect.getsource(module))
 
 
 def registered_methods() -> dict[str, Any] | None:
@@ -62,13 +101,16 @@ def registered_methods() -> dict[str, Any] | None:
 class SiteModel:
     catalog: Catalog
     registry: dict[str, Any] | None  # None: refimpl not importable in this build
+    bench: BenchResults | None  # None: no results file in this build
     by_category: dict[str, list[Paper]]
     by_subcategory: dict[tuple[str, str], list[Paper]]
     by_fm: dict[str, list[Paper]]
     methods: dict[str, Method]
 
     @classmethod
-    def build(cls, catalog: Catalog, registry: dict[str, Any] | None) -> SiteModel:
+    def build(
+        cls, catalog: Catalog, registry: dict[str, Any] | None, bench: BenchResults | None = None
+    ) -> SiteModel:
         by_category: dict[str, list[Paper]] = defaultdict(list)
         by_subcategory: dict[tuple[str, str], list[Paper]] = defaultdict(list)
         by_fm: dict[str, list[Paper]] = defaultdict(list)
@@ -85,6 +127,7 @@ class SiteModel:
         return cls(
             catalog=catalog,
             registry=registry,
+            bench=bench,
             by_category=dict(by_category),
             by_subcategory=dict(by_subcategory),
             by_fm=dict(by_fm),

@@ -13,12 +13,17 @@ from urllib.parse import urlencode
 
 import jinja2
 from markupsafe import Markup, escape
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
 
 from atlas import exports
 from atlas.project import SURVEY_ARXIV, SURVEY_AUTHORS, SURVEY_BIBTEX, SURVEY_TITLE, SURVEY_YEAR, arxiv_url
 from atlas.schema import Paper, PaperKind, Relation
 from atlas.site import charts
+from atlas.site.bench import BENCH_COMMAND, BENCH_FILE, Row, comparison_rows
 from atlas.site.model import (
+    COMPARE_URL,
     Method,
     SiteModel,
     category_url,
@@ -88,6 +93,34 @@ def script_json(data: Any) -> Markup:
     return Markup(text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
 
 
+def times(value: float | None) -> str:
+    """A ratio to a reference, as the comparison prints it."""
+    return "not measured" if value is None else f"{value:.2f}×"
+
+
+def percent(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.3g}%"
+
+
+def number(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.4g}"
+
+
+def run_summary(row: Row) -> str:
+    """One line on a measured method, for hover titles."""
+    run = row.run
+    return (
+        f"{row.method} on {run.task_key}: {percent(run.trainable_percent)} trainable, "
+        f"{run.metric} {number(run.value)} ({times(row.quality_vs_full)} full fine-tuning's), "
+        f"step {times(run.step_time_vs_full)} full fine-tuning's"
+    )
+
+
+def python_html(source: str) -> Markup:
+    """Python source as syntax-highlighted HTML in the markup Material styles; Pygments escapes the text."""
+    return Markup(highlight(source, PythonLexer(), HtmlFormatter(cssclass="highlight", wrapcode=True)))
+
+
 def authors_short(paper: Paper) -> str:
     authors = paper.authors
     if len(authors) > 2:
@@ -128,6 +161,12 @@ class PageBuilder:
             method_status=self.method_status,
             method_category=self.method_category,
             yes_no=lambda flag: "yes" if flag else "no",
+            times=times,
+            percent=percent,
+            number=number,
+            compare_url=COMPARE_URL,
+            bench_command=BENCH_COMMAND,
+            bench_file=BENCH_FILE.as_posix(),
         )
 
     # --- helpers used by the templates -----------------------------------------------------------
@@ -380,13 +419,108 @@ class PageBuilder:
         }
 
     def method_pages(self) -> Iterator[Page]:
-        yield self.page(
-            "methods/index.md", "Methods", "methods.html", methods=list(self.model.methods.values())
-        )
-        for method in self.model.methods.values():
-            yield self.page(
-                method_url(method.name) + "index.md", method.name, "method.html", in_nav=False, method=method
+        model = self.model
+        rows = comparison_rows(list(model.methods), model.registry, model.bench)
+        yield self.page("methods/index.md", "Methods", "methods.html", methods=list(model.methods.values()))
+        yield self.compare(rows)
+        by_name = {row.method: row for row in rows}
+        for method in model.methods.values():
+            uri = method_url(method.name) + "index.md"
+            source = method.source(self.catalog.root)
+            context = {
+                "method": method,
+                "options": method.options(),
+                "source": source,
+                "row": by_name[method.name],
+                "bench": model.bench,
+            }
+            page = self.page(
+                uri,
+                method.name,
+                "method.html",
+                in_nav=False,
+                source_html=source and python_html(source.text),
+                **context,
             )
+            # The search index gets the page without its source code, which would be most of the index.
+            page.search_html = self.render("method.html", uri, source_html=None, **context)
+            yield page
+
+    def compare(self, rows: list[Row]) -> Page:
+        measured = [row for row in rows if row.measured]
+        task_keys = list(dict.fromkeys(row.run.task_key for row in measured))
+        colors = {key: charts.palette_color(i) for i, key in enumerate(task_keys)}
+        plotted = [row for row in measured if row.run.trainable_percent and row.run.trainable_percent > 0]
+        unplotted = [row.method for row in measured if row not in plotted]
+        chart_list = [
+            self.scatter(
+                "compare-quality",
+                "Metric relative to full fine-tuning against trainable parameters",
+                [row for row in plotted if row.quality_vs_full is not None],
+                lambda row: row.quality_vs_full,
+                "metric relative to full fine-tuning (above 1: better)",
+                False,
+                colors,
+            ),
+            self.scatter(
+                "compare-step",
+                "Training step time relative to full fine-tuning against trainable parameters",
+                [row for row in plotted if row.run.step_time_vs_full],
+                lambda row: row.run.step_time_vs_full,
+                "step time relative to full fine-tuning (log)",
+                True,
+                colors,
+            ),
+        ]
+        bench = self.model.bench
+        return self.page(
+            COMPARE_URL + "index.md",
+            "Measured comparison",
+            "compare.html",
+            rows=rows,
+            measured=len(measured),
+            bench=bench,
+            tasks=[bench.tasks[key] for key in task_keys if key in bench.tasks] if bench else [],
+            charts=chart_list if plotted else [],
+            unplotted=unplotted,
+            has_page=self.model.methods.__contains__,
+            searchable=False,
+        )
+
+    def scatter(
+        self,
+        uid: str,
+        heading: str,
+        rows: list[Row],
+        y: Any,
+        y_label: str,
+        log_y: bool,
+        colors: dict[str, str],
+    ) -> tuple[str, Markup]:
+        points = [
+            charts.Point(
+                x=row.run.trainable_percent,
+                y=y(row),
+                series=row.run.task_key,
+                label=row.method,
+                href="../../" + method_url(row.method) if row.method in self.model.methods else "",
+                hover=run_summary(row),
+                key=row.method,
+            )
+            for row in rows
+        ]
+        desc = "; ".join(f"{p.label} ({p.series}): x {p.x:.3g}%, y {p.y:.3g}" for p in points)
+        svg = charts.scatter(
+            uid,
+            points,
+            {key: color for key, color in colors.items() if any(p.series == key for p in points)},
+            ("trainable parameters, % of the model (log)", y_label),
+            (True, log_y),
+            (1.0, "full fine-tuning"),
+            heading,
+            desc or "no measured methods",
+        )
+        return heading, Markup(svg)
 
     def trends(self) -> Page:
         papers = self.catalog.papers
