@@ -1,21 +1,27 @@
 """S4 — Chen et al., "Parameter-Efficient Fine-Tuning Design Spaces", ICLR 2023 (catalogue: s4).
 
     layers → groups G1..G4 in a spindle pattern (sizes ∝ 1 : 2 : 2 : 1),  every group tuned,
-    group g adapted with its own set of strategies from {Adapter (A), Prefix (P), BitFit (B), LoRA (L)}
+    G1 (A, L)   G2 (A, P)   G3 (A, P, B)   G4 (P, B, L)
+    A = adapter after the FFN, P = prefix in the attention, B = BitFit biases, L = LoRA on query and value
 
 The paper searches a design space (layer grouping, parameter allocation, tunable groups, strategy assignment)
-and finds: spindle grouping, trainable parameters spread uniformly over layers, all groups tuned, and different
-strategies per group. This module implements the resulting S4 model, with the grouping and the assignment as
-options (data), built from the existing methods' pieces: Houlsby's bottleneck adapter after the FFN, LoRA on the
+and finds: spindle grouping (few layers in the end groups, more in the middle ones), trainable parameters spread
+uniformly over layers, all groups tuned, and different strategies per group. This module implements the
+resulting S4 model, with the grouping and the assignment as options (data), built from the existing methods'
+pieces: Houlsby's bottleneck adapter after the FFN, prefix tuning's prefix table (one prefix per layer of the
+groups that use it, reparameterised by prefix tuning's MLP unless `reparameterization=False`), LoRA on the
 query and value projections, BitFit's bias terms.
 
+Sources: the four design patterns are in the paper's abstract; the per-group assignment above is the one
+secondary summaries of the paper report (G1 (A, L), G2 (A, P), G3 (A, P, B), G4 (P, B, L)); "fewer layers at the
+ends, more in the middle" is a third-party review's reading of "spindle". We could not read the paper's own
+section on the final design, so the 1 : 2 : 2 : 1 size ratio is ours, not the paper's.
+
 Choices: uniform allocation is read as the same adapter size / LoRA rank / prefix length in every layer that
-uses the strategy. Layer l of L belongs to the group whose share of the spindle weights covers (l + ½)/L, so a
-2-layer model has only the middle groups G2 and G3. The default assignment — G1 (A, L), G2 (A, P), G3 (A, P, L),
-G4 (A, P, B, L) — follows our project brief's reading of the paper's S4-model; we could not check it against the
-paper text in our sources. Prefix is not yet among the strategies: the shared prefix mechanism
-(`refimpl.prompt.prefix_tuning.add_attention_prefix`) adds a prefix to every layer, and S4 needs it in some groups
-only, so "prefix" is refused and left out of the default groups for now. The task head is trained too.
+uses the strategy. Layer l of L belongs to the group whose share of the spindle weights covers (l + ½)/L: every
+group gets a layer from L = 4 on, the middle groups never have fewer layers than the ends (4 layers: 1, 1, 1, 1;
+6: 1, 2, 2, 1; 12: 2, 4, 4, 2), and a 2-layer model has only the middle groups G2 and G3. The task head is trained
+too (`train_head`).
 """
 
 from __future__ import annotations
@@ -32,20 +38,23 @@ from ..additive.bottleneck_adapter import Bottleneck, Init
 from ..core.api import replace_module
 from ..core.architectures import architecture_of, hidden_size, named_blocks, projection_names
 from ..core.layers import SerialAdapter
-from ..core.registry import Method, MethodOptions, register
+from ..core.registry import Method, register
 from ..core.targeting import linear_dims, task_head_parameters
+from ..prompt.prefix_tuning import PrefixTuningOptions, add_prefix_tuning, prefix_parameter_count
 from ..reparameterization.lora import LoRALinear
 
-Strategy = Literal["adapter", "bitfit", "lora"]
+Strategy = Literal["adapter", "prefix", "bitfit", "lora"]
 DEFAULT_GROUPS: tuple[tuple[Strategy, ...], ...] = (
     ("adapter", "lora"),
-    ("adapter",),
-    ("adapter", "lora"),
-    ("adapter", "bitfit", "lora"),
+    ("adapter", "prefix"),
+    ("adapter", "prefix", "bitfit"),
+    ("prefix", "bitfit", "lora"),
 )
 
 
-class S4Options(MethodOptions):
+class S4Options(PrefixTuningOptions):
+    """Prefix tuning's options (prefix_length, reparameterization, mid_dim) for the prefix groups, and these."""
+
     group_weights: tuple[float, ...] = Field(
         (1, 2, 2, 1), description="relative group sizes over the depth: spindle = small ends, large middle"
     )
@@ -89,35 +98,64 @@ def _sublayer(model: nn.Module, layer: int, suffix: str) -> tuple[str, nn.Module
     return f"{blocks_name}.{layer}.{suffix}", blocks[layer].get_submodule(suffix)
 
 
-def _add_adapter(model: nn.Module, layer: int, options: S4Options) -> None:
-    name, ffn_output = _sublayer(model, layer, architecture_of(model).ffn_output)
-    like = ffn_output.weight
-    adapter = Bottleneck(hidden_size(model), options.adapter_size, init=options.adapter_init, like=like)
-    replace_module(model, name, SerialAdapter(ffn_output, adapter))
+def _add_adapters(model: nn.Module, layers: list[int], options: S4Options) -> None:
+    for layer in layers:
+        name, ffn_output = _sublayer(model, layer, architecture_of(model).ffn_output)
+        like = ffn_output.weight
+        adapter = Bottleneck(hidden_size(model), options.adapter_size, init=options.adapter_init, like=like)
+        replace_module(model, name, SerialAdapter(ffn_output, adapter))
 
 
-def _add_lora(model: nn.Module, layer: int, options: S4Options) -> None:
-    for suffix in projection_names(model, ("query", "value")):
-        name, projection = _sublayer(model, layer, suffix)
-        replace_module(model, name, LoRALinear(projection, r=options.r, alpha=options.alpha))
+def _add_prefix(model: nn.Module, layers: list[int], options: S4Options) -> None:
+    add_prefix_tuning(model, _prefix_options(options), layers)
 
 
-def _train_biases(model: nn.Module, layer: int, options: S4Options) -> None:
-    for name, parameter in named_blocks(model)[1][layer].named_parameters():
-        if name.endswith("bias"):
-            parameter.requires_grad_(True)
+def _add_lora(model: nn.Module, layers: list[int], options: S4Options) -> None:
+    for layer in layers:
+        for suffix in projection_names(model, ("query", "value")):
+            name, projection = _sublayer(model, layer, suffix)
+            replace_module(model, name, LoRALinear(projection, r=options.r, alpha=options.alpha))
 
 
-STRATEGIES: dict[str, Callable[[nn.Module, int, S4Options], None]] = {
-    # LoRA first: it replaces the projections that later strategies may wrap or hook.
+def _train_biases(model: nn.Module, layers: list[int], options: S4Options) -> None:
+    blocks = named_blocks(model)[1]
+    for layer in layers:
+        for name, parameter in blocks[layer].named_parameters():
+            if name.endswith("bias"):
+                parameter.requires_grad_(True)
+
+
+STRATEGIES: dict[str, Callable[[nn.Module, list[int], S4Options], None]] = {
+    # LoRA first, then the prefix: it replaces the projections whose outputs the prefix hooks splice.
     "lora": _add_lora,
-    "adapter": _add_adapter,
+    "prefix": _add_prefix,
+    "adapter": _add_adapters,
     "bitfit": _train_biases,
 }
 
 
+def _prefix_options(options: S4Options) -> PrefixTuningOptions:
+    return PrefixTuningOptions(**options.model_dump(include=set(PrefixTuningOptions.model_fields)))
+
+
+def strategy_layers(layers: int, options: S4Options) -> dict[str, list[int]]:
+    """For each strategy in use, the ascending layer indices of all groups that have it."""
+    groups = layer_groups(layers, options.group_weights)
+    chosen: dict[str, list[int]] = {}
+    for strategy in STRATEGIES:
+        members = [
+            layer
+            for group, strategies in zip(groups, options.group_strategies, strict=True)
+            if strategy in strategies
+            for layer in group
+        ]
+        if members:
+            chosen[strategy] = members
+    return chosen
+
+
 def _per_layer_count(model: nn.Module, strategy: str, options: S4Options) -> int:
-    """Trainable parameters one layer gains from a strategy, from the shapes of the unadapted model."""
+    """Trainable parameters one layer gains from a per-layer strategy, from the unadapted model's shapes."""
     config, d = model.config, hidden_size(model)
     if strategy == "adapter":
         return Bottleneck.parameter_count(d, options.adapter_size)
@@ -139,29 +177,32 @@ class S4(Method):
     category = "hybrid"
     foundation_models = ("LLM",)
     papers = ("s4",)
-    summary = "Spindle-grouped layers, all tuned, each group with its own mix of adapter, LoRA and BitFit."
+    summary = (
+        "Spindle-grouped layers, all tuned, each group with its own mix of adapter, prefix, BitFit and LoRA."
+    )
     update_rule = (
         "G1..G4 = spindle split of the layers; group g adapted by its strategies (A, P, B, L subsets)"
     )
-    trainable = "per group: adapters after the FFN, LoRA on query/value, biases; and the task head"
+    trainable = (
+        "per group: adapters after the FFN, a prefix (and its MLP), biases, LoRA on query/value; the head"
+    )
     Options = S4Options
 
     def inject(self, model: nn.Module, options: S4Options) -> None:
-        groups = layer_groups(len(named_blocks(model)[1]), options.group_weights)
-        for layers, strategies in zip(groups, options.group_strategies, strict=True):
-            for strategy in sorted(set(strategies), key=list(STRATEGIES).index):
-                for layer in layers:
-                    STRATEGIES[strategy](model, layer, options)
+        for strategy, layers in strategy_layers(len(named_blocks(model)[1]), options).items():
+            STRATEGIES[strategy](model, layers, options)
         if options.train_head:
             for parameter in task_head_parameters(model):
                 parameter.requires_grad_(True)
 
     def expected_trainable(self, model: nn.Module, options: S4Options) -> int:
-        """Σ over groups of |G| · per-layer counts: adapter 2dm + m + d, LoRA r(in + out) per q/v, BitFit 7d + d_ff; + head"""
-        groups = layer_groups(model.config.num_hidden_layers, options.group_weights)
+        """Σ over strategies of its layer count × per-layer count (adapter 2dm + m + d, LoRA r(in + out) per q/v,
+        BitFit 7d + d_ff), + one prefix table for the prefix layers (prefix tuning's count), + the head"""
         adapted = sum(
-            len(layers) * sum(_per_layer_count(model, strategy, options) for strategy in set(strategies))
-            for layers, strategies in zip(groups, options.group_strategies, strict=True)
+            prefix_parameter_count(model, _prefix_options(options), len(layers))
+            if strategy == "prefix"
+            else len(layers) * _per_layer_count(model, strategy, options)
+            for strategy, layers in strategy_layers(model.config.num_hidden_layers, options).items()
         )
         head = sum(p.numel() for p in task_head_parameters(model)) if options.train_head else 0
         return adapted + head

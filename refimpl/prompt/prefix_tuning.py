@@ -17,13 +17,16 @@ rotation (their cos/sin rows are 1/0), which is also what a key/value cache hold
 grouped-query attention there is one prefix per key/value head (d_kv = kv_heads · head_dim). The model runs
 without a key/value cache (use_cache=False), so generation recomputes the prefix at every step.
 
-`add_attention_prefix(model, source)` is the reusable mechanism: any `AttentionPrefix` (MAM adapter, UniPELT's
-gated prefix) supplies per-layer keys and values. Wrap projections (e.g. LoRA) before adding a prefix, so the
-hooks see the wrapped projection's output.
+`add_attention_prefix(model, source, layers=...)` is the reusable mechanism: any `AttentionPrefix` (MAM adapter,
+UniPELT's gated prefix, S4's prefix groups) supplies keys and values for each chosen block; blocks left out keep
+their attention as it is (their keys and values get no prefix rows). Wrap projections (e.g. LoRA) before adding a
+prefix, so the hooks see the wrapped projection's output. The `layers` option of prefix_tuning puts the prefix in
+those blocks only, with a table of exactly |layers| prefixes (the paper puts one in every layer: the default).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -41,12 +44,14 @@ _CACHE_ARGUMENTS = ("cache", "past_key_values", "past_key_value", "layer_past")
 
 
 class AttentionPrefix(nn.Module):
-    """Supplies the key and value prefixes of each attention layer; `length` is the prefix length n."""
+    """Supplies the key and value prefixes of each prefixed attention layer; `length` is the prefix length n."""
 
     length: int
 
     def forward(self, layer: int, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values, each (batch, n, d_kv), for block `layer` whose attention input is `hidden`."""
+        """Keys and values, each (batch, n, d_kv), for the `layer`-th prefixed block (its position in the
+        `layers` given to `add_attention_prefix`; the block index when every block has a prefix), whose
+        attention input is `hidden`."""
         raise NotImplementedError
 
 
@@ -60,16 +65,37 @@ def key_value_size(model: nn.Module) -> int:
     return kv_heads * head_dim
 
 
-def add_attention_prefix(model: nn.Module, source: AttentionPrefix, shift_positions: bool = True) -> None:
-    """Prepend `source`'s keys and values in every attention layer of `model` (all changes undoable)."""
+def prefixed_blocks(model: nn.Module, layers: Sequence[int] | None) -> list[int]:
+    """The block indices that get a prefix, ascending: all blocks for None, else `layers`, checked."""
+    count = len(named_blocks(model)[1])
+    if layers is None:
+        return list(range(count))
+    if not layers:
+        raise RefimplError("layers: give at least one block index (or None for every block)")
+    if outside := sorted({index for index in layers if not 0 <= index < count}):
+        raise RefimplError(f"layers: no block {outside} in a model with {count} blocks (0..{count - 1})")
+    if len(set(layers)) < len(layers):
+        raise RefimplError(f"layers: a block index is repeated in {list(layers)}")
+    return sorted(layers)
+
+
+def add_attention_prefix(
+    model: nn.Module,
+    source: AttentionPrefix,
+    shift_positions: bool = True,
+    layers: Sequence[int] | None = None,
+) -> None:
+    """Prepend `source`'s keys and values in the attention of blocks `layers` (None: every block) of `model`;
+    the i-th of those blocks, counted in ascending order, gets source(i, ...). All changes are undoable."""
     architecture = architecture_of(model)
     attention_path = architecture.key.rpartition(".")[0]
     length = source.length
     _, blocks = named_blocks(model)
-    for index, block in enumerate(blocks):
+    for slot, index in enumerate(prefixed_blocks(model, layers)):
+        block = blocks[index]
         current: dict[str, torch.Tensor] = {}
         attention = block.get_submodule(attention_path)
-        add_hook(model, attention.register_forward_pre_hook(_enter(index, source, current), with_kwargs=True))
+        add_hook(model, attention.register_forward_pre_hook(_enter(slot, source, current), with_kwargs=True))
         add_hook(model, attention.register_forward_hook(_leave(length, current)))
         if architecture.fused_qkv:
             fused = block.get_submodule(architecture.key)
@@ -81,7 +107,7 @@ def add_attention_prefix(model: nn.Module, source: AttentionPrefix, shift_positi
     add_hook(model, model.register_forward_pre_hook(_model_inputs(length, shift_positions), with_kwargs=True))
 
 
-def _enter(index: int, source: AttentionPrefix, current: dict[str, torch.Tensor]):
+def _enter(slot: int, source: AttentionPrefix, current: dict[str, torch.Tensor]):
     length = source.length
 
     def before(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict]:
@@ -89,7 +115,7 @@ def _enter(index: int, source: AttentionPrefix, current: dict[str, torch.Tensor]
             raise RefimplError("attention prefixes are added without a key/value cache; pass use_cache=False")
         kwargs = dict(kwargs)
         hidden = args[0] if args else kwargs["hidden_states"]
-        keys, values = source(index, hidden)
+        keys, values = source(slot, hidden)
         current["key"], current["value"] = keys.to(hidden.dtype), values.to(hidden.dtype)
         padded = torch.cat([hidden.new_zeros(hidden.shape[0], length, hidden.shape[2]), hidden], dim=1)
         if args:
@@ -172,7 +198,8 @@ def _model_inputs(length: int, shift_positions: bool):
 
 
 class PrefixTable(AttentionPrefix):
-    """The prefix of every layer, stored directly (P) or produced by the reparameterisation MLP from P'."""
+    """The prefixes of `layers` prefixed blocks, stored directly (P) or produced by the reparameterisation MLP
+    from P'."""
 
     def __init__(
         self, layers: int, length: int, kv_size: int, mid_dim: int | None, like: torch.Tensor
@@ -195,7 +222,7 @@ class PrefixTable(AttentionPrefix):
         return hasattr(self, "mlp")
 
     def layer_prefix(self, layer: int) -> torch.Tensor:
-        """(n, 2·d_kv): layer l's keys then values (the flat layout is (L, 2, d_kv), as in peft)."""
+        """(n, 2·d_kv): prefixed block l's keys then values (the flat layout is (L, 2, d_kv), as in peft)."""
         width = 2 * self.kv_size
         if not self.reparameterized:
             return self.prefix[:, layer * width : (layer + 1) * width]
@@ -215,6 +242,8 @@ class PrefixTable(AttentionPrefix):
 
 
 class PrefixTuningOptions(MethodOptions):
+    """The prefix's shape, shared by the methods that reuse prefix tuning (MAM adapter, UniPELT, S4)."""
+
     prefix_length: int = Field(10, gt=0, description="number of prefix positions n per layer")
     reparameterization: bool = Field(
         True, description="train P through P = MLP(P'), as the paper does for stability (fold it afterwards)"
@@ -224,6 +253,47 @@ class PrefixTuningOptions(MethodOptions):
     )
 
 
+class PrefixTuningLayersOptions(PrefixTuningOptions):
+    """prefix_tuning's own options: the prefix's shape and the blocks that get one."""
+
+    layers: tuple[int, ...] | None = Field(
+        None, description="indices of the blocks that get a prefix (None: every block, as in the paper)"
+    )
+
+
+def _chosen_layers(options: PrefixTuningOptions) -> tuple[int, ...] | None:
+    # MAM adapter reuses prefix tuning with the shared options, which have no `layers`: every block.
+    return options.layers if isinstance(options, PrefixTuningLayersOptions) else None
+
+
+def add_prefix_tuning(
+    model: nn.Module, options: PrefixTuningOptions, layers: Sequence[int] | None
+) -> PrefixTable:
+    """Prefix tuning in blocks `layers` (None: all): a table of exactly that many prefixes, attached to the
+    model as `prefix_tuning`, and the hooks that put its rows in those blocks' attention."""
+    blocks = prefixed_blocks(model, layers)  # checked before anything changes
+    source = PrefixTable(
+        len(blocks),
+        options.prefix_length,
+        key_value_size(model),
+        options.mid_dim if options.reparameterization else None,
+        like=next(model.parameters()),
+    )
+    attach_module(model, ATTRIBUTE, source)
+    add_attention_prefix(model, source, layers=blocks)
+    return source
+
+
+def prefix_parameter_count(model: nn.Module, options: PrefixTuningOptions, layers: int) -> int:
+    """Trainable parameters of a prefix table for `layers` blocks: n·layers·2·d_kv, or while reparameterised
+    P' (n·d_kv) and the MLP (d_kv·h + h + h·T + T, T = layers·2·d_kv)."""
+    n, kv, h = options.prefix_length, key_value_size(model), options.mid_dim
+    table = layers * 2 * kv
+    if not options.reparameterization:
+        return n * table
+    return n * kv + (kv * h + h) + (h * table + table)
+
+
 @register
 class PrefixTuning(Method):
     name = "prefix_tuning"
@@ -231,27 +301,18 @@ class PrefixTuning(Method):
     foundation_models = ("LLM",)
     papers = ("prefix-tuning",)
     summary = "Prepend n learned key/value vectors to the attention of every layer of a frozen model."
-    update_rule = "Attn(x W_q, [P_k; x W_k], [P_v; x W_v]) in every layer,  P = MLP(P') while training"
+    update_rule = "Attn(x W_q, [P_k; x W_k], [P_v; x W_v]) in every layer (or those in `layers`),  P = MLP(P') while training"
     trainable = "P' and the reparameterisation MLP (after folding: the prefix P, n × L × 2·d_kv)"
-    Options = PrefixTuningOptions
+    Options = PrefixTuningLayersOptions
 
     def inject(self, model: nn.Module, options: PrefixTuningOptions) -> None:
-        source = PrefixTable(
-            len(named_blocks(model)[1]),
-            options.prefix_length,
-            key_value_size(model),
-            options.mid_dim if options.reparameterization else None,
-            like=next(model.parameters()),
-        )
-        attach_module(model, ATTRIBUTE, source)
-        add_attention_prefix(model, source)
+        add_prefix_tuning(model, options, _chosen_layers(options))
 
     def expected_trainable(self, model: nn.Module, options: PrefixTuningOptions) -> int:
-        n, kv, h = options.prefix_length, key_value_size(model), options.mid_dim
-        table = model.config.num_hidden_layers * 2 * kv
-        if not options.reparameterization:
-            return n * table
-        return n * kv + (kv * h + h) + (h * table + table)
+        """the prefix table's count (see prefix_parameter_count) for |layers| blocks (L by default)"""
+        layers = _chosen_layers(options)
+        count = model.config.num_hidden_layers if layers is None else len(layers)
+        return prefix_parameter_count(model, options, count)
 
 
 def fold_reparameterization(model: nn.Module) -> nn.Module:
