@@ -1,5 +1,5 @@
 """Prefix-tuning: agrees with huggingface peft (counts and outputs), folds its MLP away without changing the
-outputs, and masks padding correctly around the prefix."""
+outputs, masks padding correctly around the prefix, and can be limited to chosen layers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from peft import PrefixTuningConfig, TaskType, get_peft_model
 
 import refimpl
+from refimpl.core.architectures import architecture_of, named_blocks
 from refimpl.models import tiny_model
 from refimpl.prompt.prefix_tuning import fold_reparameterization
 
@@ -100,3 +101,70 @@ def test_eager_and_sdpa_attention_see_the_same_prefix(model_type):
         refimpl.apply(model, "prefix_tuning", prefix_length=LENGTH, mid_dim=MID)
         results.append(logits(model, {"input_ids": batch["input_ids"], "attention_mask": mask}))
     torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-5)
+
+
+def key_rows(model, batch) -> list[int]:
+    """How many key rows each block's attention computes on `batch`: the input's length, plus n where a
+    prefix is spliced in (hooks added after the prefix's own run after them, so they see the prefixed keys)."""
+    rows: list[int] = []
+    _, blocks = named_blocks(model)
+    key = architecture_of(model).key
+    handles = [
+        block.get_submodule(key).register_forward_hook(lambda module, args, out: rows.append(out.shape[1]))
+        for block in blocks
+    ]
+    logits(model, batch)
+    for handle in handles:
+        handle.remove()
+    return rows
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
+def test_a_prefix_only_in_the_chosen_layers_with_a_table_of_exactly_those(model_type, tmp_path):
+    model = refimpl.apply(
+        tiny_model(model_type, layers=3), "prefix_tuning", prefix_length=LENGTH, mid_dim=MID, layers=[2, 0]
+    )
+    batch = tiny_batch(model_type)
+    length = batch["input_ids"].shape[1]
+    assert key_rows(model, batch) == [length + LENGTH, length, length + LENGTH]
+    kv = 16 if model_type == "llama" else model.config.hidden_size
+    assert model.prefix_tuning.mlp[-1].out_features == 2 * 2 * kv  # two prefixed blocks' keys and values
+    train_steps(model, batch, steps=2)
+    before = logits(model, batch)
+    fold_reparameterization(model)
+    assert refimpl.trainable_parameters(model)[0] == LENGTH * 2 * 2 * kv
+    refimpl.save_adapter(model, tmp_path)
+    loaded = refimpl.load_adapter(tiny_model(model_type, layers=3), tmp_path)
+    torch.testing.assert_close(logits(loaded, batch), before, rtol=0, atol=1e-6)
+
+
+def test_blocks_before_the_first_prefix_compute_what_the_base_computes():
+    # LLaMA: rotary positions are relative, so shifting them past the prefix changes no attention score.
+    batch = tiny_batch("llama")
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        base = tiny_model("llama", layers=3)(**inputs, output_hidden_states=True).hidden_states
+        model = refimpl.apply(
+            tiny_model("llama", layers=3), "prefix_tuning", prefix_length=LENGTH, layers=[1]
+        )
+        adapted = model(**inputs, output_hidden_states=True).hidden_states
+    for before_block in (0, 1):  # the embeddings, and block 0's output
+        torch.testing.assert_close(adapted[before_block], base[before_block], rtol=0, atol=1e-5)
+    assert not torch.allclose(adapted[2], base[2], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("layers", "problem"),
+    [
+        ([2], r"no block \[2\] in a model with 2 blocks"),
+        ([0, 0], "repeated"),
+        ([], "at least one"),
+        ([-1], "-1"),
+    ],
+    ids=["past-the-last", "repeated", "empty", "negative"],
+)
+def test_layers_that_are_not_distinct_blocks_of_the_model_are_refused_by_name(layers, problem):
+    model = tiny_model("bert")
+    with pytest.raises(refimpl.RefimplError, match=f"layers: .*{problem}"):
+        refimpl.apply(model, "prefix_tuning", layers=layers)
+    assert not hasattr(model, "prefix_tuning")
