@@ -1,6 +1,6 @@
 """Throw-away copies of the project for tests and benchmarks: copy, change the catalogue, build the site.
 
-A copy holds what a site build reads: mkdocs.yml, site_src/, catalog/ and CONTRIBUTING.md, plus a link
+A copy holds what a site build reads: mkdocs.yml, site_src/, catalog/, CONTRIBUTING.md and bench/, plus a link
 to tools/ (the hook and theme override that mkdocs.yml names). Synthetic entries are variations of the
 real ones, so every field stays valid: same taxonomy, same refimpl methods, other keys, titles and years.
 """
@@ -18,7 +18,7 @@ import yaml
 
 from atlas.loader import Catalog
 
-SITE_INPUTS = ("mkdocs.yml", "site_src", "catalog", "CONTRIBUTING.md")
+SITE_INPUTS = ("mkdocs.yml", "site_src", "catalog", "CONTRIBUTING.md", "bench")
 
 
 def copy_project(source: Path, target: Path) -> Path:
