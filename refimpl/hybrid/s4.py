@@ -12,10 +12,10 @@ pieces: Houlsby's bottleneck adapter after the FFN, prefix tuning's prefix table
 groups that use it, reparameterised by prefix tuning's MLP unless `reparameterization=False`), LoRA on the
 query and value projections, BitFit's bias terms.
 
-Sources: the four design patterns are in the paper's abstract; the per-group assignment above is the one
-secondary summaries of the paper report (G1 (A, L), G2 (A, P), G3 (A, P, B), G4 (P, B, L)); "fewer layers at the
-ends, more in the middle" is a third-party review's reading of "spindle". We could not read the paper's own
-section on the final design, so the 1 : 2 : 2 : 1 size ratio is ours, not the paper's.
+Sources: the four design patterns are in the paper's abstract; the per-group assignment above is the one that
+secondary summaries of the paper give (notes on PEFT surveys in public repositories), which we could not check
+against the paper's own section on the final design; "fewer layers at the ends, more in the middle" is a
+third-party review's reading of "spindle". The 1 : 2 : 2 : 1 size ratio is ours, not the paper's.
 
 Choices: uniform allocation is read as the same adapter size / LoRA rank / prefix length in every layer that
 uses the strategy. Layer l of L belongs to the group whose share of the spindle weights covers (l + ½)/L: every
@@ -126,7 +126,7 @@ def _train_biases(model: nn.Module, layers: list[int], options: S4Options) -> No
 
 
 STRATEGIES: dict[str, Callable[[nn.Module, list[int], S4Options], None]] = {
-    # LoRA first, then the prefix: it replaces the projections whose outputs the prefix hooks splice.
+    # LoRA first: it replaces the projections whose outputs the prefix hooks then splice.
     "lora": _add_lora,
     "prefix": _add_prefix,
     "adapter": _add_adapters,
