@@ -215,21 +215,18 @@ class Point:
 def _axis(values: Sequence[float], log: bool, anchor: float | None) -> tuple[float, float, list[float]]:
     """(low, high, ticks) covering `values` and `anchor`: decades (or 1-2-5 steps) when log, a nice step if not."""
     values = [*values, *([anchor] if anchor is not None else [])]
-    low, high = min(values), max(values)
-    if log:
-        low, high = 10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high))
-        if high == low:
-            high = low * 10
+    if log:  # a margin of a fifth of a decade keeps points off the frame
+        low = 10 ** math.floor(math.log10(min(values)) - 0.2)
+        high = 10 ** math.ceil(math.log10(max(values)) + 0.2)
         steps = (1, 2, 5) if high / low <= 100 else (1,)
         decades = range(round(math.log10(low)), round(math.log10(high)))
-        ticks = [m * 10**d for d in decades for m in steps] + [high]
-        return low, high, ticks
-    span = (high - low) or abs(high) or 1.0
-    raw = span / 5
+        return low, high, [m * 10**d for d in decades for m in steps] + [high]
+    low, high = min(values), max(values)
+    margin = (high - low) * 0.08 or abs(high) * 0.1 or 1.0
+    low, high = low - margin, high + margin
+    raw = (high - low) / 5
     step = min((m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
     low, high = math.floor(low / step) * step, math.ceil(high / step) * step
-    if high == low:
-        high = low + step
     return low, high, [low + i * step for i in range(round((high - low) / step) + 1)]
 
 
@@ -291,7 +288,7 @@ def scatter(
             f'<line class="atlas-svg__reference" x1="{plot_left}" x2="{width - plot_right}" '
             f'y1="{py(value):.1f}" y2="{py(value):.1f}"/>'
         )
-        parts.append(_text(width - plot_right - 4, py(value) - 8, label, "end"))
+        parts.append(_text(plot_left + 6, py(value) - 8, label))
     labelled = len(points) <= 15
     for point in points:
         x, y = px(point.x), py(point.y)

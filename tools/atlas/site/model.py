@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ class Option:
 
 @dataclass(frozen=True)
 class Source:
-    path: str  # relative to the project root where it lies inside it
+    path: str  # as the package lays it out: refimpl/<category>/<module>.py
     text: str
 
 
@@ -75,14 +74,16 @@ class Method:
             for name, field in fields.items()
         ]
 
-    def source(self, root: Path) -> Source | None:
+    def source(self) -> Source | None:
         """The module that implements the method, read from the code itself."""
         if self.info is None:
             return None
-        module = sys.modules.get(self.info.module) or importlib.import_module(self.info.module)
-        path = Path(inspect.getsourcefile(module) or self.info.module).resolve()
-        shown = path.relative_to(root.resolve()) if path.is_relative_to(root.resolve()) else path
-        return Source(shown.as_posix(), inspect.getsource(module))
+        module = importlib.import_module(self.info.module)
+        package_root = Path(inspect.getfile(importlib.import_module(self.info.module.split(".")[0]))).parents[
+            1
+        ]
+        path = Path(inspect.getfile(module)).relative_to(package_root)
+        return Source(path.as_posix(), inspect.getsource(module))
 
 
 def registered_methods() -> dict[str, Any] | None:

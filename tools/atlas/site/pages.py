@@ -426,7 +426,7 @@ class PageBuilder:
         by_name = {row.method: row for row in rows}
         for method in model.methods.values():
             uri = method_url(method.name) + "index.md"
-            source = method.source(self.catalog.root)
+            source = method.source()
             context = {
                 "method": method,
                 "options": method.options(),
