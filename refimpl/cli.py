@@ -137,46 +137,74 @@ def _cpuinfo() -> str:
 
 def _bench(args: argparse.Namespace) -> int:
     from .tasks import choose_task
-    from .tasks.runner import FULL, execute
+    from .tasks.runner import FROZEN, FULL, execute
 
     _quiet_transformers()
 
     names = args.methods or [info.name for info in methods()]
     for name in names:
         get_method(name)  # unknown names fail before anything runs
-    rows, timed_tasks = [], set()
-    for name in names:
+    rows: list[dict[str, Any]] = []
+    tasks: dict[str, dict[str, Any]] = {}
+    for position, name in enumerate(names, 1):
+        info = get_method(name).info()
         try:
-            task = choose_task(get_method(name).info())
+            task = choose_task(info)
         except RefimplError as error:
             rows.append({"method": name, "error": str(error)})
-            print(f"{name}: skipped: {error}", file=sys.stderr)
+            print(f"[{position}/{len(names)}] {name}: skipped: {error}", file=sys.stderr)
             continue
-        # Full fine-tuning is timed again once per task in this process, so step-time ratios compare like with like.
-        fresh = (task.name, task.model_type) not in timed_tasks
-        timed_tasks.add((task.name, task.model_type))
-        outcome = execute(name, task.model_type, task.name, seed=0, refresh_references=fresh)
+        outcome = execute(name, task.model_type, task.name, seed=0)
         figures = outcome.figures()
         metric = figures["metric"]
+        tasks.setdefault(
+            f"{task.name}/{task.model_type}",
+            {
+                "task": task.name,
+                "model": task.model_type,
+                "description": task.description,
+                "metric": task.metric,
+                "higher_is_better": task.higher_is_better,
+                "steps": outcome.steps,
+                FULL: {key: outcome.references[FULL][key] for key in ("metric", "trainable", "total")},
+                FROZEN: {key: outcome.references[FROZEN][key] for key in ("metric", "trainable", "total")},
+            },
+        )
         rows.append(
             {
                 "method": name,
+                "category": info.category,
+                "foundation_models": list(info.foundation_models),
                 "model": figures["model"],
                 "task": figures["task"],
                 "trainable": figures["trainable"],
                 "trainable_percent": figures["trainable_percent"],
                 "median_step_s": figures["median_step_s"],
+                "full_fine_tuning_median_step_s": figures["full_fine_tuning_median_step_s"],
                 "step_time_vs_full": figures["median_step_s"] / figures["full_fine_tuning_median_step_s"],
+                "merged_inference_vs_base": figures["merged_inference_vs_base"],
+                "slower_than_full_fine_tuning": info.slower_than_full_fine_tuning,
                 "peak_memory_mb": figures["peak_memory_mb"],
                 "metric": metric["name"],
+                "higher_is_better": metric["higher_is_better"],
                 "value": metric["value"],
                 "metric_vs_full": metric["value"] / metric[FULL],
+                "wall_s": figures["wall_s"],
             }
         )
-        print(f"{name}: {metric['name']} {metric['value']:.4f} (full {metric[FULL]:.4f})", file=sys.stderr)
-    _write_json(
-        Path(args.out), {"environment": _environment(), "steps": "task defaults", "seed": 0, "runs": rows}
-    )
+        print(
+            f"[{position}/{len(names)}] {name}: {metric['name']} {metric['value']:.4f} (full {metric[FULL]:.4f}), "
+            f"step {rows[-1]['step_time_vs_full']:.2f}x full fine-tuning's",
+            file=sys.stderr,
+        )
+    record = {
+        "environment": _environment(),
+        "steps": "task defaults",
+        "seed": 0,
+        "tasks": tasks,
+        "runs": rows,
+    }
+    _write_json(Path(args.out), record)
     print(f"wrote {args.out} ({len(rows)} methods)")
     return 0
 

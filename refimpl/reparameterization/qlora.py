@@ -223,6 +223,10 @@ class QLoRA(Method):
     mergeable = True
     identity_at_init = False  # the output starts at the quantised model's, not the fp base model's
     Options = QLoRAOptions
+    slower_than_full_fine_tuning = (
+        "trades compute for memory: every frozen weight is stored in 4 bits and de-quantised on each forward and "
+        "backward, so that a large model fits in little memory"
+    )
 
     def inject(self, model: nn.Module, options: QLoRAOptions) -> None:
         linears = dict(find_targets(model, "all-linear"))

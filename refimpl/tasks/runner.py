@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import resource
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.api import apply, trainable_parameters
+from ..core.api import apply, merge, trainable_parameters
 from ..core.registry import get_method
 from . import Task, choose_task
 from .base import Fit, fit
@@ -45,23 +47,50 @@ def _train_reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, 
         for parameter in task.head_parameters(model):
             parameter.requires_grad_(True)
     trainable, total = trainable_parameters(model)
-    result = fit(
-        model, task.train_batches(seed), steps, task.full_lr if kind == FULL else task.lr, kind, task.loss
-    )
-    return {
-        "metric": task.evaluate(model),
-        "median_step_s": result.median_step,
-        "trainable": trainable,
-        "total": total,
-    }
+    fit(model, task.train_batches(seed), steps, task.full_lr if kind == FULL else task.lr, kind, task.loss)
+    return {"metric": task.evaluate(model), "trainable": trainable, "total": total}
 
 
-def reference(task: Task, kind: str, steps: int, seed: int, refresh: bool = False) -> dict[str, Any]:
-    """Full fine-tuning or the frozen baseline on this task, steps and seed: computed once, then read from cache
-    (`refresh` recomputes, e.g. to time full fine-tuning on this machine now)."""
+def reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, Any]:
+    """Full fine-tuning or the frozen baseline on this task, steps and seed: computed once, then read from cache.
+    Only results that do not depend on the machine's state are cached; step times are measured afresh."""
     key = {**task.config(), "reference": kind, "steps": steps, "seed": seed, "torch": torch.__version__}
     key["lr"] = task.full_lr if kind == FULL else task.lr
-    return cached_json("reference", key, lambda: _train_reference(task, kind, steps, seed), refresh)
+    return cached_json("reference", key, lambda: _train_reference(task, kind, steps, seed))
+
+
+TIMING_STEPS = 6  # enough for a stable median, few enough to cost seconds
+
+
+def full_fine_tuning_step(task: Task, seed: int) -> float:
+    """Median step time of full fine-tuning on this machine now (the first step, which allocates, is dropped)."""
+    model = task.build_model(seed)
+    return statistics.median(
+        fit(
+            model,
+            task.train_batches(seed),
+            TIMING_STEPS + 1,
+            task.full_lr,
+            "timing full fine-tuning",
+            task.loss,
+        ).step_times[1:]
+    )
+
+
+@torch.no_grad()
+def merged_inference_ratio(task: Task, adapted: nn.Module, seed: int, repeats: int = 15) -> float:
+    """Inference time of the adapted model, merged, over the base model's on a test batch: medians of
+    interleaved forwards, so both see the same machine state. A copy is merged: W + ΔW − ΔW is not bit-exact W."""
+    base = task.build_model(seed).eval()
+    merged = merge(copy.deepcopy(adapted)).eval()
+    batch = task.test_batches()[0]
+    times: dict[str, list[float]] = {"base": [], "merged": []}
+    for _ in range(repeats + 1):
+        for name, model in (("base", base), ("merged", merged)):
+            start = time.perf_counter()
+            task.predict(model, batch)
+            times[name].append(time.perf_counter() - start)
+    return statistics.median(times["merged"][1:]) / statistics.median(times["base"][1:])
 
 
 @dataclass
@@ -76,6 +105,10 @@ class Outcome:
     fit: Fit
     metric: float
     references: dict[str, dict[str, Any]]
+    full_step_s: float  # full fine-tuning's median step, timed just before the method
+    merged_vs_base: (
+        float | None
+    )  # merged inference time over the base model's; None if the method cannot merge
     wall_s: float  # build, adapt, train and evaluate the method (references excluded)
     cpu_s: float  # CPU time of the same, all threads: less sensitive than wall time to a busy machine
     peak_memory_mb: float
@@ -104,7 +137,8 @@ class Outcome:
                 FROZEN: self.references[FROZEN]["metric"],
             },
             "median_step_s": self.fit.median_step,
-            "full_fine_tuning_median_step_s": self.references[FULL]["median_step_s"],
+            "full_fine_tuning_median_step_s": self.full_step_s,
+            "merged_inference_vs_base": self.merged_vs_base,
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
             "peak_memory_mb": self.peak_memory_mb,
@@ -119,13 +153,13 @@ def execute(
     steps: int | None = None,
     seed: int = 0,
     lr: float | None = None,
-    refresh_references: bool = False,
 ) -> Outcome:
     """Adapt the task's pre-trained model with `method` (default options), train it and score it."""
     task = choose_task(get_method(method).info(), model_type, task_name)
     steps = task.steps if steps is None else steps
     lr = task.lr if lr is None else lr
-    references = {kind: reference(task, kind, steps, seed, refresh_references) for kind in (FULL, FROZEN)}
+    references = {kind: reference(task, kind, steps, seed) for kind in (FULL, FROZEN)}
+    full_step = full_fine_tuning_step(task, seed)
     memory_source = reset_peak_memory()
     start, cpu_start = time.perf_counter(), time.process_time()
     model = task.build_model(seed)
@@ -136,6 +170,8 @@ def execute(
     result = fit(model, task.train_batches(seed), steps, lr, method, task.loss)
     metric = task.evaluate(model)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    memory = peak_memory_mb()
+    merged = merged_inference_ratio(task, model, seed) if get_method(method).mergeable else None
     return Outcome(
         method,
         task,
@@ -147,9 +183,11 @@ def execute(
         result,
         metric,
         references,
+        full_step,
+        merged,
         wall,
         cpu,
-        peak_memory_mb(),
+        memory,
         memory_source,
         model,
     )
