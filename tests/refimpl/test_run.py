@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from refimpl import load_adapter, save_adapter
-from refimpl import tasks
+from refimpl import load_adapter, save_adapter, tasks
 from refimpl.cli import main
 from refimpl.tasks.runner import FROZEN, FULL, execute
 from refimpl.tasks.sentiment import Sentiment
@@ -67,14 +66,16 @@ def test_saved_adapter_reloads_onto_a_fresh_base_with_identical_outputs(tmp_path
 
 
 def test_model_type_without_a_task_exits_2_naming_it(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(tasks, "TASKS", {name: task for name, task in tasks.TASKS.items() if name != "digits"})
+    monkeypatch.setattr(
+        tasks, "TASKS", {name: task for name, task in tasks.TASKS.items() if name != "digits"}
+    )
     assert main(["run", "lora", "--model", "vit", "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "no task yet" in error and "vit" in error and error.count("\n") == 1
 
 
 def test_a_new_task_head_is_trained_and_saved_with_any_method(tmp_path, capsys):
-    _, saved = run("lora", tmp_path, capsys)
+    run("lora", tmp_path, capsys)
     config = json.loads((tmp_path / "adapter_config.json").read_text())
     assert config["train_head"] and any(name.startswith("classifier.") for name in config["tensors"])
 
@@ -87,7 +88,10 @@ def test_bench_writes_one_record_per_method_against_full_fine_tuning(tmp_path, m
     assert [row["method"] for row in report["runs"]] == ["lora", "bitfit"]
     assert list(report["tasks"]) == ["sentiment/bert"]
     references = report["tasks"]["sentiment/bert"]
-    assert 0 <= references[FULL]["metric"] <= 1 and references[FROZEN]["trainable"] < references[FULL]["trainable"]
+    assert (
+        0 <= references[FULL]["metric"] <= 1
+        and references[FROZEN]["trainable"] < references[FULL]["trainable"]
+    )
     lora, bitfit = report["runs"]
     assert lora["merged_inference_vs_base"] > 0 and bitfit["merged_inference_vs_base"] is None
     assert (lora["category"], bitfit["category"]) == ("reparameterization", "selective")
