@@ -8,11 +8,12 @@ from __future__ import annotations
 from ..core.errors import RefimplError
 from ..core.registry import MethodInfo
 from .base import Fit, Task, fit
+from .denoising import Denoising
 from .digits import Digits
 from .generation import Generation
 from .sentiment import Sentiment
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Sentiment, Generation, Digits)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (Sentiment, Generation, Digits, Denoising)}
 
 
 def task_model_types() -> list[str]:
