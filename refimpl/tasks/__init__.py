@@ -12,8 +12,11 @@ from .denoising import Denoising
 from .digits import Digits
 from .generation import Generation
 from .sentiment import Sentiment
+from .video_digits import VideoDigits
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Sentiment, Generation, Digits, Denoising)}
+TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (Sentiment, Generation, Digits, Denoising, VideoDigits)
+}
 
 
 def task_model_types() -> list[str]:
