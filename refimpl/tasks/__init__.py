@@ -9,13 +9,14 @@ from ..core.errors import RefimplError
 from ..core.registry import MethodInfo
 from .base import Fit, Task, fit
 from .denoising import Denoising
+from .digit_questions import DigitQuestions
 from .digits import Digits
 from .generation import Generation
 from .sentiment import Sentiment
 from .video_digits import VideoDigits
 
 TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (Sentiment, Generation, Digits, Denoising, VideoDigits)
+    task.name: task for task in (Sentiment, Generation, Digits, Denoising, VideoDigits, DigitQuestions)
 }
 
 
