@@ -132,7 +132,7 @@ class VideoDigits(Task):
     metric = "denoising MSE"
     higher_is_better = False
     steps = 40
-    lr = 3e-3
+    lr = 1e-2
     full_lr = 1e-3
     batch_size = 8
 
