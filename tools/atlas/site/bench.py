@@ -238,7 +238,10 @@ class Row:
         ratio = self.run and self.run.metric_vs_full
         if not ratio:
             return None
-        return ratio if self.run.higher_is_better is not False else 1 / ratio
+        higher_is_better = self.run.higher_is_better
+        if higher_is_better is None and self.task:
+            higher_is_better = self.task.higher_is_better
+        return ratio if higher_is_better is not False else 1 / ratio
 
     @property
     def slower_unexplained(self) -> bool:
