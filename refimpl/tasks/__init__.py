@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..core.errors import RefimplError
 from ..core.registry import MethodInfo
 from .base import Fit, Task, fit
+from .clip_digits import CLIPDigits
 from .denoising import Denoising
 from .digit_questions import DigitQuestions
 from .digits import Digits
@@ -16,7 +17,8 @@ from .sentiment import Sentiment
 from .video_digits import VideoDigits
 
 TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (Sentiment, Generation, Digits, Denoising, VideoDigits, DigitQuestions)
+    task.name: task
+    for task in (Sentiment, Generation, Digits, Denoising, VideoDigits, DigitQuestions, CLIPDigits)
 }
 
 
