@@ -256,3 +256,10 @@ def test_filters_hide_rows_and_points_of_other_methods(site: Path, serve, new_ta
     total = tab.page.locator("#compare-table tbody tr").count()
     assert tab.page.text_content("#compare-count") == f"{len(prompt)} of {total} methods shown"
     assert tab.errors == []
+
+
+def test_the_search_index_holds_method_pages_without_their_source(site: Path) -> None:
+    docs = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))["docs"]
+    lora = " ".join(doc["text"] for doc in docs if doc["location"].startswith("methods/lora/"))
+    assert "rank of the update" in lora  # an option's description
+    assert "def inject" not in lora
