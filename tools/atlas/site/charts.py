@@ -290,6 +290,14 @@ def scatter(
         )
         parts.append(_text(plot_left + 6, py(value) - 8, label))
     labelled = len(points) <= 15
+    placed = [(px(p.x), py(p.y)) for p in points]
+
+    def label(x: float, y: float, text: str) -> str:
+        """Right of the point, or left of it when another point sits where the text would go."""
+        reach = 7 * len(text) + 12
+        crowded = any(0 < ox - x < reach and abs(oy - y) < 10 for ox, oy in placed)
+        return _text(x - 8, y, text, "end") if crowded else _text(x + 8, y, text)
+
     for point in points:
         x, y = px(point.x), py(point.y)
         tag, link = ("a", f' href="{escape(point.href)}"') if point.href else ("g", "")
@@ -297,7 +305,7 @@ def scatter(
             f'<{tag} class="atlas-svg__point"{link} data-key="{escape(point.key)}">'
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{escape(colors[point.series])}">'
             f"<title>{escape(point.hover)}</title></circle>"
-            + (_text(x + 8, y, point.label) if labelled else "")
+            + (label(x, y, point.label) if labelled else "")
             + f"</{tag}>"
         )
     parts.append("</svg>")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -492,7 +492,7 @@ class PageBuilder:
         uid: str,
         heading: str,
         rows: list[Row],
-        y: Any,
+        y: Callable[[Row], float],
         y_label: str,
         log_y: bool,
         colors: dict[str, str],
