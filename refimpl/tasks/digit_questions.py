@@ -150,7 +150,7 @@ class DigitQuestions(Task):
 
     def test_batches(self) -> list[Batch]:
         test = [(int(index), NEW_QUESTION) for index in image_indices("test")]
-        return [encode(self.model_type, test[start : start + 256]) for start in range(0, len(test), 256)]
+        return [encode(self.model_type, test[start : start + 128]) for start in range(0, len(test), 128)]
 
     def score(self, model: nn.Module, batches: list[Batch]) -> float:
         matches = [
