@@ -18,7 +18,7 @@ from atlas.loader import Catalog
 from atlas.site.bench import BENCH_COMMAND, BENCH_FILE, BenchFileError, load_bench
 from atlas.site.model import SiteModel, registered_methods
 from atlas.site.pages import PageBuilder
-from atlas.site.sandbox import build_site, copy_project
+from atlas.site.sandbox import SiteBuildError, build_site, copy_project
 from markupsafe import escape
 
 import refimpl
@@ -207,6 +207,13 @@ def test_a_malformed_results_file_names_the_file_and_the_field(tmp_path: Path) -
     with pytest.raises(BenchFileError, match=r"results\.json:2: not valid JSON"):
         load_bench(path)
     assert load_bench(tmp_path / "missing.json") is None
+
+
+def test_a_malformed_results_file_stops_the_build_with_its_name(project_copy: Path) -> None:
+    (project_copy / BENCH_FILE).parent.mkdir(exist_ok=True)
+    (project_copy / BENCH_FILE).write_text(json.dumps({"runs": [{"method": "lora", "value": "high"}]}))
+    with pytest.raises(SiteBuildError, match=r"results\.json: runs\[0\]\.value: expected a number"):
+        build_site(project_copy, project_copy.parent / "site")
 
 
 # --- in the browser --------------------------------------------------------------------------
