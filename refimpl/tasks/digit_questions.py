@@ -129,7 +129,9 @@ class DigitQuestions(Task):
         }
 
     def build_model(self, seed: int) -> nn.Module:
-        """The pre-trained model; it has no new head, so `seed` does not change it."""
+        """The pre-trained model (no new head, so `seed` does not change it); `seed` then seeds the global
+        generator that BLIP-2's Q-Former dropout draws from, so training is the same whether or not the
+        pre-training just ran in this process."""
         model = tiny_model(self.model_type, seed=PRETRAIN["seed"])
         if self.model_type == "blip2":
             redraw_image_path(model, PRETRAIN["seed"])
@@ -141,6 +143,7 @@ class DigitQuestions(Task):
             PRETRAIN["seed"],
         )
         model.load_state_dict(pretrained_weights(f"{self.model_type}-vqa", self.config(), model, batches))
+        torch.manual_seed(seed)
         return model.eval()
 
     def train_batches(self, seed: int) -> Iterator[Batch]:

@@ -119,8 +119,14 @@ def test_methods_run_by_default_on_this_task_and_give_finite_figures(method, mod
     assert outcome.references[FROZEN]["trainable"] == 0  # the pre-trained model as it is
 
 
-def test_same_seed_gives_the_same_model_and_figures():
-    task = DigitQuestions("llava")
-    first, again = task.build_model(0), task.build_model(0)
+def test_same_seed_gives_the_same_model_figures_and_dropout_draws_whether_or_not_pretraining_just_ran(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("REFIMPL_CACHE", str(tmp_path))
+    task = DigitQuestions("blip2")
+    first = task.build_model(0)  # pre-trains
+    first_draw = torch.rand(3)
+    again = task.build_model(0)  # reads the cache
+    assert torch.equal(first_draw, torch.rand(3))
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
     assert task.evaluate(first) == task.evaluate(again)
