@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..core.errors import RefimplError
 from ..core.registry import MethodInfo
 from .base import Fit, Task, fit
-from .clip_digits import CLIPDigits
+from .clip_digits import CLIPDigits, DigitRegions, DigitSegmentation
 from .denoising import Denoising
 from .digit_questions import DigitQuestions
 from .digits import Digits
@@ -18,7 +18,17 @@ from .video_digits import VideoDigits
 
 TASKS: dict[str, type[Task]] = {
     task.name: task
-    for task in (Sentiment, Generation, Digits, Denoising, VideoDigits, DigitQuestions, CLIPDigits)
+    for task in (
+        Sentiment,
+        Generation,
+        Digits,
+        Denoising,
+        VideoDigits,
+        DigitQuestions,
+        CLIPDigits,
+        DigitRegions,
+        DigitSegmentation,
+    )
 }
 
 

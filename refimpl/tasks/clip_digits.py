@@ -17,6 +17,7 @@ CLIPModel with the same weights, fed the ten prompts as `input_ids` and scored b
 from __future__ import annotations
 
 import functools
+from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import tiny_model
-from ..models.multimodal import IMAGE_TOKEN
+from ..models.multimodal import IMAGE_TOKEN, PATCHES_PER_SIDE
 from ..models.specs import Batch
 from .base import Task, pretrained_weights, shuffled_batches
 from .digits import digits
@@ -74,25 +75,36 @@ def batches_of(split: str, size: int, seed: int) -> Iterator[Batch]:
     )
 
 
-def digit_classifier() -> nn.Module:
-    """The tiny CLIP class-prompt classifier with the digit prompts in place of its random stand-in words."""
-    model = tiny_model("clip_fewshot", seed=PRETRAIN["seed"])
+def with_digit_prompts(model: nn.Module) -> nn.Module:
+    """A tiny CLIP class-prompt model with the digit prompts in place of its random stand-in words."""
     model.template_ids = torch.tensor(tokenize(TEMPLATE))
     model.class_name_ids = torch.tensor([tokenize(f"digit {name}") for name in DIGIT_NAMES])
     return model
 
 
+def aligned_clip(model_type: str) -> nn.Module:
+    """The tiny CLIP of `model_type` (whole-image, region, dense or segmenter) with the aligned weights, which are
+    learnt (once, cached) by the whole-image classifier: all these models share its parameter and buffer names."""
+    key = CLIPDigits("clip_fewshot").config()
+    classifier = with_digit_prompts(tiny_model("clip_fewshot", seed=PRETRAIN["seed"]))
+    align = batches_of("align", PRETRAIN["batch_size"], PRETRAIN["seed"])
+    weights = pretrained_weights("clip-digits", key, classifier, align)
+    model = with_digit_prompts(tiny_model(model_type, seed=PRETRAIN["seed"]))
+    model.load_state_dict(weights)
+    return model.eval()
+
+
 @functools.cache
 def prompt_ids() -> torch.Tensor:
     """The ten class prompts as the classifier builds them: [BOS] template name [EOS] [PAD …]."""
-    model = digit_classifier()
+    model = with_digit_prompts(tiny_model("clip_fewshot"))
     return model.prompt_ids(model.template_ids)
 
 
 class CLIPDigits(Task):
     name = "clip_digits"
     description = (
-        "tiny CLIP aligned on digits with class-name prompts, 16-shot on recoloured digits; test accuracy"
+        "tiny CLIP aligned on digits with class-name prompts, 16-shot on red-only digits; test accuracy"
     )
     model_types = ("clip_fewshot", "clip")
     metric = "accuracy"
@@ -113,15 +125,8 @@ class CLIPDigits(Task):
 
     def build_model(self, seed: int) -> nn.Module:
         """The aligned CLIP (classifier or bare model); nothing is new, so `seed` does not change it."""
-        model = digit_classifier()
-        weights = pretrained_weights(
-            "clip-digits",
-            self.config() | {"model_type": "clip_fewshot"},
-            model,
-            batches_of("align", PRETRAIN["batch_size"], PRETRAIN["seed"]),
-        )
-        model.load_state_dict(weights)
-        return (model.clip if self.model_type == "clip" else model).eval()
+        model = aligned_clip("clip_fewshot")
+        return model.clip if self.model_type == "clip" else model
 
     def class_logits(self, model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 10) similarities of each image to the ten class prompts, as the adapted model computes them."""
@@ -145,3 +150,121 @@ class CLIPDigits(Task):
     def score(self, model: nn.Module, batches: list[Batch]) -> float:
         correct = sum((self.predict(model, b).argmax(-1) == b["labels"]).sum().item() for b in batches)
         return correct / sum(len(b["labels"]) for b in batches)
+
+
+TRAIN_CANVASES = 400
+
+
+def canvases(split: str, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Canvases of four digits of `split` (rows of `groups`: top-left, top-right, bottom-left, bottom-right,
+    as positions in the split) and the four digits' labels."""
+    indices = splits()[split][groups]
+    small = digits()[0][indices][..., ::2, ::2]  # undo the 2× upscaling: (B, 4, 3, 8, 8)
+    rows = [torch.cat([small[:, 2 * row], small[:, 2 * row + 1]], dim=-1) for row in (0, 1)]
+    return torch.cat(rows, dim=-2), digits()[1][indices]
+
+
+def quadrant_of_patches() -> torch.Tensor:
+    """(h, w): the quadrant (0 top-left … 3 bottom-right) each patch of the grid lies in."""
+    half = torch.arange(PATCHES_PER_SIDE) // (PATCHES_PER_SIDE // 2)
+    return 2 * half.view(-1, 1) + half.view(1, -1)
+
+
+class DigitCanvases(Task):
+    """Digits in the quadrants of canvases, on the aligned CLIP of `CLIPDigits` (its 16 shots per digit and its
+    test images, not recoloured). A 16 × 16 canvas holds four 8 × 8 digits, one per quadrant (2 × 2 patches), so
+    the aligned CLIP meets digits at half the size it was aligned on. Training canvases: a fixed pool of
+    TRAIN_CANVASES random groups of four shots; test canvases: the test images in fixed groups of four."""
+
+    higher_is_better = True
+    steps = 150
+    lr = 1e-2
+    full_lr = 1e-3
+    batch_size = 32
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "backbone": CLIPDigits("clip_fewshot").config(),
+            "canvases": TRAIN_CANVASES,
+        }
+
+    def build_model(self, seed: int) -> nn.Module:
+        """The aligned CLIP; its decoder (if any) has no parameters, so `seed` does not change it."""
+        return aligned_clip(self.model_type)
+
+    @abstractmethod
+    def batch(self, split: str, groups: torch.Tensor, quadrants: torch.Tensor) -> Batch:
+        """The inputs and labels of canvases `groups`; `quadrants` picks a region per canvas where one is asked."""
+
+    def train_batches(self, seed: int) -> Iterator[Batch]:
+        generator = torch.Generator().manual_seed(SPLIT_SEED)
+        groups = torch.randint(len(splits()["train"]), (TRAIN_CANVASES, 4), generator=generator)
+        quadrants = torch.randint(4, (TRAIN_CANVASES,), generator=generator)
+        return shuffled_batches(
+            TRAIN_CANVASES,
+            self.batch_size,
+            seed,
+            lambda rows: self.batch("train", groups[rows], quadrants[rows]),
+        )
+
+    def predicted_classes(self, model: nn.Module, batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted and true classes of every test item (region or patch), flattened."""
+        predicted = torch.cat([self.predict(model, b).logits.argmax(1).flatten() for b in batches])
+        return predicted, torch.cat([b["labels"].flatten() for b in batches])
+
+
+class DigitRegions(DigitCanvases):
+    """ "clip_region": classify the digit of one quadrant, the rest blanked by `region_mask` (every quadrant of
+    every test canvas is asked once). Metric: region accuracy, the share of asked quadrants whose most similar
+    prompt is their digit's."""
+
+    name = "clip_digit_regions"
+    description = (
+        "the digit in one quadrant of a four-digit canvas, on the aligned tiny CLIP; region accuracy"
+    )
+    model_types = ("clip_region",)
+    metric = "region accuracy"
+
+    def batch(self, split: str, groups: torch.Tensor, quadrants: torch.Tensor) -> Batch:
+        images, labels = canvases(split, groups)
+        repeat = len(quadrants) // len(groups)  # the test set asks every quadrant of a canvas
+        return {
+            "pixel_values": images.repeat_interleave(repeat, 0),
+            "region_mask": (quadrant_of_patches() == quadrants.view(-1, 1, 1)).long(),
+            "labels": labels.repeat_interleave(repeat, 0).gather(1, quadrants.view(-1, 1)).squeeze(1),
+        }
+
+    def test_batches(self) -> list[Batch]:
+        count = len(splits()["test"]) // 4
+        return [self.batch("test", torch.arange(4 * count).view(count, 4), torch.arange(4).repeat(count))]
+
+    def score(self, model: nn.Module, batches: list[Batch]) -> float:
+        predicted, truth = self.predicted_classes(model, batches)
+        return (predicted == truth).float().mean().item()
+
+
+class DigitSegmentation(DigitCanvases):
+    """ "clip_dense", "clip_seg": label every patch of the canvas with the digit of its quadrant. Metric: mean IoU
+    over the ten digits at patch resolution, a digit's IoU being |predicted ∩ true| / |predicted ∪ true| over
+    all patches of all test canvases."""
+
+    name = "clip_digit_segmentation"
+    description = "label each patch of four-digit canvases with its digit, on the aligned tiny CLIP; mean IoU"
+    model_types = ("clip_dense", "clip_seg")
+    metric = "mean IoU"
+
+    def batch(self, split: str, groups: torch.Tensor, quadrants: torch.Tensor) -> Batch:
+        images, labels = canvases(split, groups)
+        return {"pixel_values": images, "labels": labels[:, quadrant_of_patches()]}
+
+    def test_batches(self) -> list[Batch]:
+        count = len(splits()["test"]) // 4
+        return [self.batch("test", torch.arange(4 * count).view(count, 4), torch.empty(0))]
+
+    def score(self, model: nn.Module, batches: list[Batch]) -> float:
+        predicted, truth = self.predicted_classes(model, batches)
+        classes = torch.arange(len(DIGIT_NAMES)).view(-1, 1)
+        hits, true = predicted == classes, truth == classes
+        union = (hits | true).sum(1)
+        return ((hits & true).sum(1) / union)[union > 0].mean().item()

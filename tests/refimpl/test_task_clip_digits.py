@@ -1,5 +1,6 @@
 """The CLIP digits task: prompts, splits and domain are as documented, the CLIP methods train on it, score is
-accuracy."""
+accuracy; the
+canvas tasks put four digits in the quadrants and score regions by accuracy and patches by mean IoU."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import torch
 from torch import nn
 
 from refimpl.tasks import clip_digits
-from refimpl.tasks.clip_digits import CLIPDigits, examples, prompt_ids, splits, tokenize
+from refimpl.tasks.clip_digits import (
+    CLIPDigits,
+    DigitRegions,
+    DigitSegmentation,
+    canvases,
+    examples,
+    prompt_ids,
+    splits,
+    tokenize,
+)
 from refimpl.tasks.runner import execute
 
 
@@ -84,12 +94,55 @@ def test_score_is_the_share_of_images_whose_best_prompt_is_their_digit():
         ("clip_adapter", "clip_fewshot"),
         ("clip_adapter", "clip"),
         ("lora", "clip"),
+        ("mask_prompt_tuning", "clip_region"),
+        ("fc_clip", "clip_dense"),
+        ("san", "clip_seg"),
     ],
 )
 def test_the_clip_methods_train_on_the_task(method, model_type):
-    outcome = execute(method, model_type, "clip_digits", steps=2)
+    outcome = execute(method, model_type, steps=2)
     figures = outcome.figures()
-    assert figures["task"] == "clip_digits" and figures["model"] == model_type
+    assert figures["model"] == model_type
     assert 0 < outcome.trainable < outcome.total
     assert all(math.isfinite(loss) for loss in outcome.fit.losses) and len(outcome.fit.losses) == 2
     assert 0.0 <= outcome.metric <= 1.0
+
+
+def test_a_canvas_holds_four_test_digits_at_their_own_resolution_one_per_quadrant():
+    images, labels = canvases("test", torch.tensor([[0, 1, 2, 3]]))
+    assert torch.equal(labels[0], digits_of_test()[:4])
+    upscaled = clip_digits.digits()[0][splits()["test"]]
+    assert torch.equal(images[0, :, 8:, :8], upscaled[2, :, ::2, ::2])  # bottom-left: the third digit
+
+
+def test_regions_ask_each_test_quadrant_once_and_segmentation_labels_patches_by_quadrant():
+    regions, patches = (
+        DigitRegions("clip_region").test_batches()[0],
+        DigitSegmentation("clip_seg").test_batches()[0],
+    )
+    count = len(splits()["test"]) // 4
+    assert (
+        regions["region_mask"].shape == (4 * count, 4, 4) and (regions["region_mask"].sum((1, 2)) == 4).all()
+    )
+    assert torch.equal(regions["labels"], digits_of_test()[: 4 * count])
+    assert torch.equal(regions["region_mask"][3], torch.tensor([[0, 0, 0, 0]] * 2 + [[0, 0, 1, 1]] * 2))
+    first = digits_of_test()[:4].tolist()
+    assert (
+        patches["labels"][0].tolist()
+        == [[first[0]] * 2 + [first[1]] * 2] * 2 + [[first[2]] * 2 + [first[3]] * 2] * 2
+    )
+
+
+def digits_of_test() -> torch.Tensor:
+    return clip_digits.digits()[1][splits()["test"]]
+
+
+def test_mean_iou_averages_the_digits_present_in_prediction_or_truth():
+    labels = torch.tensor([[[1, 1], [2, 2]]])  # three patches would do; four keep the grid square
+    batch = {"pixel_values": torch.zeros(1, 3, 16, 16), "labels": labels}
+    task = DigitSegmentation("clip_dense")
+    perfect = torch.nn.functional.one_hot(labels, 10).permute(0, 3, 1, 2).float()
+    assert task.score(FixedLogits(perfect), [batch]) == 1.0
+    one_wrong = torch.nn.functional.one_hot(torch.tensor([[[1, 2], [2, 2]]]), 10).permute(0, 3, 1, 2).float()
+    # digit 1: 1 of 2 patches, union 2 -> 1/2; digit 2: 2 hits, union 3 -> 2/3
+    assert task.score(FixedLogits(one_wrong), [batch]) == pytest.approx((1 / 2 + 2 / 3) / 2)
