@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from refimpl import RefimplError, get_method
+from refimpl import RefimplError, get_method, methods, tasks
 from refimpl.tasks import choose_task
 from refimpl.tasks.cache import cache_path, cached_json, cached_tensors
 from refimpl.tasks.digits import SOURCE_CLASSES, TARGET_CLASSES, digits, indices_of, target_indices
@@ -78,6 +78,21 @@ def test_default_task_follows_the_methods_model_types(method, task, model_type):
     assert (chosen.name, chosen.model_type) == (task, model_type)
 
 
-def test_model_type_without_a_task_is_a_clear_error():
-    with pytest.raises(RefimplError, match="no task yet for method 'lora' on model type\\(s\\) unet"):
-        choose_task(get_method("lora").info(), model_type="unet")
+def test_model_type_without_a_task_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(
+        tasks, "TASKS", {name: task for name, task in tasks.TASKS.items() if name != "digits"}
+    )
+    with pytest.raises(RefimplError, match="no task yet for method 'lora' on model type\\(s\\) vit"):
+        tasks.choose_task(get_method("lora").info(), model_type="vit")
+
+
+def test_every_registered_method_has_a_default_task():
+    assert [info.name for info in methods() if not _has_task(info)] == []
+
+
+def _has_task(info) -> bool:
+    try:
+        choose_task(info)
+    except RefimplError:
+        return False
+    return True
