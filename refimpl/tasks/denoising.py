@@ -106,6 +106,12 @@ def image_embeddings(images: torch.Tensor) -> torch.Tensor:
     return (images.flatten(1) - mean) @ components / scale
 
 
+def prompted_latents(indices: torch.Tensor, words: torch.Tensor) -> Batch:
+    """Clean latents of the images at `indices`, each prompted by its word in `words`."""
+    latents = small_images(indices)[:, None].expand(-1, LATENT_CHANNELS, -1, -1)
+    return {"latents": latents, "encoder_hidden_states": prompts(words)}
+
+
 class Denoising(Task):
     """Held-out denoising MSE of ε at fixed timesteps and noise (see the module docstring); lower is better."""
 
@@ -141,28 +147,21 @@ class Denoising(Task):
             "eval": [EVAL_TIMESTEPS, NOISE_SEED],
         }
 
-    def examples(self, indices: torch.Tensor, words: torch.Tensor) -> Batch:
-        """Clean latents and every input but the noisy sample and timestep, for the images at `indices`."""
-        images = small_images(indices)
-        inputs = {
-            "latents": images[:, None].expand(-1, LATENT_CHANNELS, -1, -1),
-            "encoder_hidden_states": prompts(words),
-        }
-        if self.model_type == "unet_control":
-            inputs[CONDITION_KEY] = edge_maps(images)
-        elif self.model_type == "unet_image_prompt":
-            inputs[IMAGE_EMBEDS_KEY] = image_embeddings(images)
-        return inputs
-
     def target_examples(self, split: str) -> Batch:
+        """The digits 5–9 of `split`, all prompted by the new word, with this model type's extra input."""
         indices = target_indices(split)
-        return self.examples(indices, torch.full((len(indices),), NEW_WORD))
+        examples = prompted_latents(indices, torch.full((len(indices),), NEW_WORD))
+        if self.model_type == "unet_control":
+            examples[CONDITION_KEY] = edge_maps(small_images(indices))
+        elif self.model_type == "unet_image_prompt":
+            examples[IMAGE_EMBEDS_KEY] = image_embeddings(small_images(indices))
+        return examples
 
     def build_model(self, seed: int) -> nn.Module:
         """The pre-trained UNet; it gets no new head, so `seed` does not change it."""
         model = tiny_model(self.model_type, seed=PRETRAIN["seed"])
         indices = indices_of(SOURCE_CLASSES)
-        source = Denoising("unet").examples(indices, digits()[1][indices])
+        source = prompted_latents(indices, digits()[1][indices])
         batches = noisy_batches(source, PRETRAIN["batch_size"], PRETRAIN["seed"])
         weights = pretrained_weights("unet-digits", self.pretrain_config(), model, batches, self.loss)
         model.load_state_dict(weights)
