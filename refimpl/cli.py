@@ -154,7 +154,12 @@ def _bench(args: argparse.Namespace) -> int:
             rows.append({"method": name, "error": str(error)})
             print(f"[{position}/{len(names)}] {name}: skipped: {error}", file=sys.stderr)
             continue
-        outcome = execute(name, task.model_type, task.name, seed=0)
+        try:
+            outcome = execute(name, task.model_type, task.name, seed=0)
+        except Exception as error:  # noqa: BLE001 - one broken method must not cost the others their results
+            rows.append({"method": name, "error": f"{type(error).__name__}: {error}"})
+            print(f"[{position}/{len(names)}] {name}: FAILED: {rows[-1]['error']}", file=sys.stderr)
+            continue
         figures = outcome.figures()
         metric = figures["metric"]
         tasks.setdefault(
@@ -205,8 +210,9 @@ def _bench(args: argparse.Namespace) -> int:
         "runs": rows,
     }
     _write_json(Path(args.out), record)
-    print(f"wrote {args.out} ({len(rows)} methods)")
-    return 0
+    failed = [row["method"] for row in rows if "error" in row]
+    print(f"wrote {args.out} ({len(rows) - len(failed)} methods measured, {len(failed)} failed or skipped)")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

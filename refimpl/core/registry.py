@@ -41,7 +41,7 @@ class MethodInfo:
     model_types: tuple[str, ...]
     options: dict[str, Any]  # option name -> default
     module: str  # the Python module that implements it
-    slower_than_full_fine_tuning: str  # why a training step may cost more than full fine-tuning's; "" if it may not
+    slower_than_full_fine_tuning: str  # why a step may cost more than full fine-tuning's ("": it may not)
 
 
 class Method:

@@ -173,4 +173,5 @@ def pretrained_weights(
         )
         return model.state_dict()
 
-    return cached_tensors(kind, config, pretrain)
+    # The architecture is part of the key: weights cached for another shape of the model are never loaded.
+    return cached_tensors(kind, {**config, "architecture": str(model)}, pretrain)
