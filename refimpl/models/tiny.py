@@ -21,8 +21,9 @@ from transformers import (
 from .specs import Batch, TinyModelSpec
 
 VOCAB_SIZE = 128
-# Room for the longest shipped text (86 characters) behind the longest default soft prompt (PPT's 100 tokens).
-MAX_POSITIONS = 256
+# GPT-2 learns a table of positions: room for the longest shipped text (86 characters) behind the longest
+# default soft prompt (PPT's 100 tokens).
+GPT2_POSITIONS = 256
 
 
 def tiny_bert(
@@ -35,7 +36,7 @@ def tiny_bert(
         num_hidden_layers=layers,
         num_attention_heads=4,
         intermediate_size=2 * hidden,
-        max_position_embeddings=MAX_POSITIONS,
+        max_position_embeddings=160,
         num_labels=num_labels,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
@@ -50,7 +51,7 @@ def tiny_gpt2(hidden: int = 32, layers: int = 2, seed: int = 0) -> GPT2LMHeadMod
         n_embd=hidden,
         n_layer=layers,
         n_head=4,
-        n_positions=MAX_POSITIONS,
+        n_positions=GPT2_POSITIONS,
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
@@ -69,7 +70,7 @@ def tiny_llama(hidden: int = 32, layers: int = 2, seed: int = 0) -> LlamaForCaus
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=MAX_POSITIONS,
+        max_position_embeddings=160,
         tie_word_embeddings=False,
         bos_token_id=0,
         eos_token_id=1,
