@@ -73,7 +73,7 @@ class Sentiment(Classification):
     name = "sentiment"
     description = "positive/negative product and movie statements (shipped, 1,200 train / 400 test), MiniLM"
     model_types = ("bert",)
-    steps = 40
+    steps = 80  # at 40, most methods had not moved off chance yet (bitfit 0.50; at 80: 0.89)
     lr = 2e-3
     full_lr = 5e-5
 
