@@ -31,14 +31,14 @@ from ..models.specs import Batch
 from ..models.video import FRAMES
 from ..models.vision import IMAGE_SIZE
 from .base import Task, pretrained_weights, shuffled_batches
+from .denoising import BETAS, alphas_cumprod
 from .digits import SOURCE_CLASSES, TARGET_CLASSES, digits, indices_of, target_indices
 
 MOTIONS = {"right": (0, 1), "left": (0, -1), "down": (1, 0)}  # (rows, columns) moved per frame
 SOURCE_MOTIONS, TARGET_MOTION = ("right", "left"), "down"
 WORDS = (*(str(digit) for digit in range(10)), *MOTIONS, "<pad>")
 WORD_SEED = 0
-BETAS = (1e-4, 0.02)
-ALPHA_BAR = torch.cumprod(1 - torch.linspace(*BETAS, TIMESTEPS), dim=0)  # ᾱ_t
+ALPHA_BAR = alphas_cumprod()  # ᾱ_t of the image task's DDPM schedule
 PRETRAIN = {"steps": 200, "lr": 2e-3, "seed": 0, "batch_size": 8}
 TEST_TIMESTEPS = (100, 250, 400, 600)
 NOISE_SEED = 0
