@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import torch
@@ -51,3 +53,16 @@ def batch_for():
 def fresh():
     """A factory for a freshly seeded tiny model: two calls give bit-identical base weights."""
     return lambda model_type, **kwargs: tiny_model(model_type, **kwargs)
+
+
+@contextmanager
+def private_cache(
+    tmp_path_factory: pytest.TempPathFactory, pretrain: dict[str, Any] | None = None
+) -> Iterator[None]:
+    """A fresh REFIMPL_CACHE, so tests also cover building what it holds, and (given a task's PRETRAIN) a
+    two-step pre-training, so building it takes seconds."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REFIMPL_CACHE", str(tmp_path_factory.mktemp("cache")))
+        if pretrain is not None:
+            patch.setitem(pretrain, "steps", 2)
+        yield

@@ -12,14 +12,14 @@ from refimpl.cli import main
 from refimpl.tasks.runner import FROZEN, FULL, execute
 from refimpl.tasks.sentiment import Sentiment
 
+from .conftest import private_cache
+
 STEPS = "3"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """References and backbones go to a fresh cache, so the tests also cover computing them."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REFIMPL_CACHE", str(tmp_path_factory.mktemp("cache")))
+def fresh_cache(tmp_path_factory):
+    with private_cache(tmp_path_factory):
         yield
 
 

@@ -24,12 +24,12 @@ from refimpl.tasks.clip_digits import (
 )
 from refimpl.tasks.runner import execute
 
+from .conftest import private_cache
+
 
 @pytest.fixture(scope="module", autouse=True)
-def private_cache_and_short_pretraining(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REFIMPL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        patch.setitem(clip_digits.PRETRAIN, "steps", 2)
+def short_pretraining(tmp_path_factory):
+    with private_cache(tmp_path_factory, clip_digits.PRETRAIN):
         yield
 
 

@@ -26,6 +26,8 @@ from refimpl.tasks.denoising import (
 from refimpl.tasks.digits import SOURCE_CLASSES, digits, indices_of
 from refimpl.tasks.runner import FROZEN, FULL, execute
 
+from .conftest import private_cache
+
 METHODS = [
     ("textual_inversion", "unet"),
     ("ed_lora", "unet"),
@@ -38,11 +40,8 @@ METHODS = [
 
 
 @pytest.fixture(scope="module", autouse=True)
-def tiny_pretraining(tmp_path_factory):
-    """A fresh cache and a two-step pre-training, so the tests also cover building both."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REFIMPL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        patch.setitem(PRETRAIN, "steps", 2)
+def short_pretraining(tmp_path_factory):
+    with private_cache(tmp_path_factory, PRETRAIN):
         yield
 
 

@@ -27,15 +27,14 @@ from refimpl.tasks.digits import digits
 from refimpl.tasks.generation import BEGIN, END, PAD
 from refimpl.tasks.runner import FROZEN, FULL, execute
 
+from .conftest import private_cache
+
 METHODS = [("layernorm_tuning", "llava"), ("llama_adapter_v2", "llava"), ("qformer", "blip2")]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def tiny_pretraining(tmp_path_factory):
-    """A fresh cache and a two-step pre-training, so the tests also cover building both."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REFIMPL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        patch.setitem(PRETRAIN, "steps", 2)
+def short_pretraining(tmp_path_factory):
+    with private_cache(tmp_path_factory, PRETRAIN):
         yield
 
 
@@ -122,6 +121,7 @@ def test_methods_run_by_default_on_this_task_and_give_finite_figures(method, mod
 def test_same_seed_gives_the_same_model_figures_and_dropout_draws_whether_or_not_pretraining_just_ran(
     tmp_path, monkeypatch
 ):
+
     monkeypatch.setenv("REFIMPL_CACHE", str(tmp_path))
     task = DigitQuestions("blip2")
     first = task.build_model(0)  # pre-trains
