@@ -57,16 +57,13 @@ def cached_tensors(kind: str, config: dict[str, Any], build: Callable[[], Tensor
     return tensors
 
 
-def cached_json(
-    kind: str, config: dict[str, Any], compute: Callable[[], dict[str, Any]], refresh: bool = False
-) -> dict[str, Any]:
-    """The record `compute()` returns for this config, from the cache unless missing, unreadable or `refresh`."""
+def cached_json(kind: str, config: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The record `compute()` returns for this config, from the cache unless missing or unreadable."""
     path = cache_path(kind, config, ".json")
-    if not refresh:
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            pass
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        pass
     record = compute()
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     _write_atomically(path, lambda scratch: Path(scratch).write_text(text, encoding="utf-8"))

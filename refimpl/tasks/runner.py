@@ -106,9 +106,8 @@ class Outcome:
     metric: float
     references: dict[str, dict[str, Any]]
     full_step_s: float  # full fine-tuning's median step, timed just before the method
-    merged_vs_base: (
-        float | None
-    )  # merged inference time over the base model's; None if the method cannot merge
+    # Merged inference time over the base model's; None if the method cannot merge.
+    merged_vs_base: float | None
     wall_s: float  # build, adapt, train and evaluate the method (references excluded)
     cpu_s: float  # CPU time of the same, all threads: less sensitive than wall time to a busy machine
     peak_memory_mb: float
