@@ -31,8 +31,9 @@ def weight_out_in(linear: nn.Module) -> torch.Tensor:
 class DeltaLinear(AdapterLayer):
     """A frozen linear layer plus a learned weight update: h = W0 x + ΔW x, with ΔW from `delta_weight()`.
 
-    Subclasses define the factorisation of ΔW (low-rank, Kronecker, Hadamard, ...). Merging adds ΔW into W0 in
-    place, so inference after `merge` costs exactly the base layer; `unmerge` subtracts it again.
+    Subclasses define the factorisation of ΔW (low-rank, Kronecker, Hadamard, ...). A dense ΔW runs as one matmul
+    with W0 + ΔW: a weight-sized add instead of a second token-sized product forward and backward. Merging adds ΔW
+    into W0 in place, so inference after `merge` costs exactly the base layer; `unmerge` subtracts it again.
     """
 
     def __init__(self, base: nn.Module) -> None:
@@ -41,16 +42,27 @@ class DeltaLinear(AdapterLayer):
         self.in_features, self.out_features = linear_dims(base)
 
     def delta_weight(self) -> torch.Tensor:
-        """ΔW as (out_features, in_features)."""
+        """ΔW as (out_features, in_features): what `merge` folds in."""
         raise NotImplementedError
 
-    def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
-        """ΔW x; subclasses with a cheaper factored product override this."""
-        return F.linear(x, self.delta_weight().to(x.dtype))
+    def training_delta_weight(self) -> torch.Tensor:
+        """ΔW in a training forward pass; a method that samples its update (diff pruning's gates) overrides it."""
+        return self.delta_weight()
+
+    def adapter_output(self, x: torch.Tensor) -> torch.Tensor | None:
+        """ΔW x where it is better not to form W0 + ΔW: a cheaper factored product (LoRA's two thin matmuls) or an
+        input of its own (dropout on the update's branch). None: the layer runs once with W0 + ΔW."""
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
-        return out if self.merged else out + self.adapter_output(x)
+        if self.merged:
+            return self.base(x)
+        update = self.adapter_output(x)
+        if update is not None:
+            return self.base(x) + update
+        weight = weight_out_in(self.base)
+        delta = self.training_delta_weight() if self.training else self.delta_weight()
+        return F.linear(x, weight + delta.to(weight.dtype), self.base.bias)
 
     @torch.no_grad()
     def merge(self) -> None:

@@ -31,8 +31,13 @@ class LoHaLinear(LoRALinear):
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B @ self.lora_A) * (self.hada_B @ self.hada_A) * self.scaling
 
-    def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.dropout(x), self.delta_weight().to(x.dtype))
+    def adapter_output(self, x: torch.Tensor) -> torch.Tensor | None:
+        # ΔW is dense: only dropout on the branch's input keeps it from folding into one matmul with W0 + ΔW.
+        return (
+            None
+            if isinstance(self.dropout, nn.Identity)
+            else F.linear(self.dropout(x), self.delta_weight().to(x.dtype))
+        )
 
 
 @register

@@ -48,8 +48,10 @@ class HardConcreteDiffLinear(DeltaLinear):
 
     def gate(self, sample: bool) -> torch.Tensor:
         if sample:
-            u = torch.rand_like(self.log_alpha, dtype=torch.float32).clamp(1e-6, 1 - 1e-6)
-            noise = (torch.log(u) - torch.log1p(-u)).to(self.log_alpha.dtype)
+            with torch.no_grad():  # logistic noise log u − log(1−u), u ~ U(0, 1): no gradient, no graph
+                noise = (
+                    torch.rand_like(self.log_alpha, dtype=torch.float32).logit_(1e-6).to(self.log_alpha.dtype)
+                )
             s = torch.sigmoid((noise + self.log_alpha) / self.beta)
         else:
             s = torch.sigmoid(self.log_alpha)
@@ -66,8 +68,8 @@ class HardConcreteDiffLinear(DeltaLinear):
     def delta_weight(self) -> torch.Tensor:
         return self._delta(sample=False)
 
-    def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self._delta(sample=self.training).to(x.dtype))
+    def training_delta_weight(self) -> torch.Tensor:
+        return self._delta(sample=True)
 
 
 class DiffPruningOptions(MethodOptions):
@@ -118,6 +120,7 @@ class DiffPruning(Method):
     mergeable = True
     identity_at_init = True
     Options = DiffPruningOptions
+    trains_pretrained_weights = True
 
     def inject(self, model: nn.Module, options: DiffPruningOptions) -> None:
         wrap_targets(model, options.target_modules, lambda module: HardConcreteDiffLinear(module, options))
