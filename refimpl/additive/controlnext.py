@@ -43,7 +43,9 @@ STD_EPSILON = 1e-12
 
 
 class ControlNeXtOptions(MethodOptions):
-    width: int = Field(32, gt=0, description="width of the control module's convolutions")
+    # Half the first UNet block's width: the module works at pixel resolution (8× the latent side), and at the
+    # block's full width it alone would cost more than the tiny UNet, against the paper's "lightweight" module.
+    width: int = Field(16, gt=0, description="width of the control module's convolutions")
     block_index: int = Field(0, ge=0, description="index of the down block whose output receives the control")
     scale: float = Field(1.0, description="s: the weight of the cross-normalised control feature")
     unet_trainable: list[str] = Field(

@@ -90,8 +90,8 @@ class FactLinear(DeltaLinear):
 
     def delta_weight(self) -> torch.Tensor:
         V, U = self.factors.V, self.factors.U
-        blocks = torch.einsum("or,abrs,si->aobi", V, self.slice_cores(), U)
-        return self.scale * blocks.reshape(self.out_features, self.in_features)
+        blocks = V @ (self.slice_cores() @ U)  # (out blocks, in blocks, d, d): V Σ_k U for every slice k
+        return self.scale * blocks.transpose(1, 2).reshape(self.out_features, self.in_features)
 
 
 def fact_targets(model: nn.Module) -> list[tuple[str, nn.Module]]:
