@@ -233,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--task", help="task name (default: the model type's task)")
     run.add_argument("--steps", type=_positive, help="training steps (default: the task's)")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--lr", type=float, help="the method's learning rate (default: the task's)")
+    run.add_argument(
+        "--lr",
+        type=float,
+        help="the method's learning rate (default: the task's; its full fine-tuning rate for methods that train pretrained weights)",
+    )
     run.add_argument("--out", help="folder for the adapter and metrics.json (default: runs/METHOD)")
     run.set_defaults(handler=_run)
     bench = commands.add_parser("bench", help="run methods on their default tasks and write one JSON file")

@@ -139,6 +139,7 @@ class ControlNet(Method):
     identity_at_init = True
     model_types = ("unet_control",)
     Options = ControlNetOptions
+    trains_pretrained_weights = True
     slower_than_full_fine_tuning = (
         "a trainable copy of the encoder runs beside the locked UNet; the paper reports about 34% more time "
         "(and 23% more GPU memory) per training iteration than optimising Stable Diffusion without ControlNet"

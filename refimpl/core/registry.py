@@ -42,6 +42,7 @@ class MethodInfo:
     options: dict[str, Any]  # option name -> default
     module: str  # the Python module that implements it
     slower_than_full_fine_tuning: str  # why a step may cost more than full fine-tuning's ("": it may not)
+    trains_pretrained_weights: bool  # whether it trains at a task's full fine-tuning learning rate
 
 
 class Method:
@@ -67,6 +68,10 @@ class Method:
     # A method's step should cost no more than full fine-tuning's; where its paper trades time for something
     # (memory, most often), say what here, and the bench and the method's page report it.
     slower_than_full_fine_tuning: ClassVar[str] = ""
+    # Whether what it trains is pretrained weights themselves, wholesale (in place, a copy, or a delta as large as
+    # the weights it updates): then it trains at a task's full fine-tuning learning rate, since a step sized for
+    # small new modules would move the whole pretrained network at once.
+    trains_pretrained_weights: ClassVar[bool] = False
 
     def inject(self, model: nn.Module, options: MethodOptions) -> None:
         """Add or unfreeze this method's parameters on a model whose base parameters are all frozen."""
@@ -103,6 +108,7 @@ class Method:
             options=options,
             module=cls.__module__,
             slower_than_full_fine_tuning=cls.slower_than_full_fine_tuning,
+            trains_pretrained_weights=cls.trains_pretrained_weights,
         )
 
 

@@ -178,6 +178,7 @@ class PET(Method):
     trainable = "the whole language model (PET is full fine-tuning through pattern-verbalizer pairs)"
     model_types = ("gpt2", "llama")  # needs an LM head; BertForMaskedLM also works (not the suite's BERT)
     Options = PatternOptions
+    trains_pretrained_weights = True
 
     def inject(self, model: nn.Module, options: PatternOptions) -> None:
         for parameter in model.parameters():

@@ -41,6 +41,7 @@ class QFormer(Method):
     identity_at_init = True
     model_types = ("blip2",)
     Options = QFormerOptions
+    trains_pretrained_weights = True
 
     def inject(self, model: nn.Module, options: QFormerOptions) -> None:
         if getattr(model.config, "model_type", None) != "blip-2":

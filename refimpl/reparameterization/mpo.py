@@ -163,6 +163,7 @@ class MPO(Method):
         True  # exact decomposition at full bond dimension (float64 SVD, rounding far below 1e-6)
     )
     Options = MPOOptions
+    trains_pretrained_weights = True
 
     def inject(self, model: nn.Module, options: MPOOptions) -> None:
         for name, module in find_targets(model, options.target_modules):

@@ -89,6 +89,7 @@ class AutoFreeze(Method):
     trainable = "every parameter at the start; blocks drop out front to back (AutoFreezeCallback)"
     identity_at_init = True
     Options = AutoFreezeOptions
+    trains_pretrained_weights = True
 
     def inject(self, model: nn.Module, options: AutoFreezeOptions) -> None:
         for parameter in model.parameters():

@@ -104,6 +104,7 @@ class ChildTuning(Method):
     mergeable = True
     identity_at_init = True
     Options = ChildTuningOptions
+    trains_pretrained_weights = True
 
     def inject(self, model: nn.Module, options: ChildTuningOptions) -> None:
         wrap_targets(

@@ -66,6 +66,7 @@ class FreezeLayers(Method):
     trainable = "all weights of the last k blocks, the final norm or pooler, and the task head"
     identity_at_init = True  # nothing is added: the model only changes once training starts
     Options = FreezeLayersOptions
+    trains_pretrained_weights = True
 
     def inject(self, model: nn.Module, options: FreezeLayersOptions) -> None:
         for parameter in _selected_parameters(model, options):

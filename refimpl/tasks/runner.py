@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..core.api import apply, merge, trainable_parameters
-from ..core.registry import get_method
+from ..core.registry import MethodInfo, get_method
 from . import Task, choose_task
 from .base import Fit, fit
 from .cache import cached_json
@@ -59,22 +59,15 @@ def reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, Any]:
     return cached_json("reference", key, lambda: _train_reference(task, kind, steps, seed))
 
 
-TIMING_STEPS = 6  # enough for a stable median, few enough to cost seconds
+TIMING_STEPS = 6  # per timing run: enough for a stable median, few enough to cost seconds
 
 
-def full_fine_tuning_step(task: Task, seed: int) -> float:
-    """Median step time of full fine-tuning on this machine now (the first step, which allocates, is dropped)."""
+def full_fine_tuning_step_times(task: Task, seed: int) -> list[float]:
+    """Step times of full fine-tuning on this machine now (the first step, which allocates, is dropped)."""
     model = task.build_model(seed)
-    return statistics.median(
-        fit(
-            model,
-            task.train_batches(seed),
-            TIMING_STEPS + 1,
-            task.full_lr,
-            "timing full fine-tuning",
-            task.loss,
-        ).step_times[1:]
-    )
+    return fit(
+        model, task.train_batches(seed), TIMING_STEPS + 1, task.full_lr, "timing full fine-tuning", task.loss
+    ).step_times[1:]
 
 
 @torch.no_grad()
@@ -93,6 +86,11 @@ def merged_inference_ratio(task: Task, adapted: nn.Module, seed: int, repeats: i
     return statistics.median(times["merged"][1:]) / statistics.median(times["base"][1:])
 
 
+def learning_rate(task: Task, info: MethodInfo) -> float:
+    """The task's rate for new parameters, or its full fine-tuning rate for a method that trains pretrained weights."""
+    return task.full_lr if info.trains_pretrained_weights else task.lr
+
+
 @dataclass
 class Outcome:
     method: str
@@ -105,7 +103,7 @@ class Outcome:
     fit: Fit
     metric: float
     references: dict[str, dict[str, Any]]
-    full_step_s: float  # full fine-tuning's median step, timed just before the method
+    full_step_s: float  # full fine-tuning's median step, timed just before and just after the method
     # Merged inference time over the base model's; None if the method cannot merge.
     merged_vs_base: float | None
     wall_s: float  # build, adapt, train and evaluate the method (references excluded)
@@ -154,11 +152,12 @@ def execute(
     lr: float | None = None,
 ) -> Outcome:
     """Adapt the task's pre-trained model with `method` (default options), train it and score it."""
-    task = choose_task(get_method(method).info(), model_type, task_name)
+    info = get_method(method).info()
+    task = choose_task(info, model_type, task_name)
     steps = task.steps if steps is None else steps
-    lr = task.lr if lr is None else lr
+    lr = learning_rate(task, info) if lr is None else lr
     references = {kind: reference(task, kind, steps, seed) for kind in (FULL, FROZEN)}
-    full_step = full_fine_tuning_step(task, seed)
+    full_steps = full_fine_tuning_step_times(task, seed)
     memory_source = reset_peak_memory()
     start, cpu_start = time.perf_counter(), time.process_time()
     model = task.build_model(seed)
@@ -170,7 +169,10 @@ def execute(
     metric = task.evaluate(model)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     memory = peak_memory_mb()
-    merged = merged_inference_ratio(task, model, seed) if get_method(method).mergeable else None
+    merged = merged_inference_ratio(task, model, seed) if info.mergeable else None
+    # Full fine-tuning timed before and after the method: a change in the machine's load during the run
+    # shows in both sides of the ratio instead of one.
+    full_step = statistics.median(full_steps + full_fine_tuning_step_times(task, seed))
     return Outcome(
         method,
         task,

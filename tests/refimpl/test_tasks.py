@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from refimpl import RefimplError, get_method, methods, tasks
+from refimpl.models import minilm
 from refimpl.tasks import choose_task
 from refimpl.tasks.cache import cache_path, cached_json, cached_tensors
 from refimpl.tasks.digits import SOURCE_CLASSES, TARGET_CLASSES, digits, indices_of, target_indices
 from refimpl.tasks.make_text_dataset import LABELS, generate
+from refimpl.tasks.runner import learning_rate
 from refimpl.tasks.sentiment import examples
 
 
@@ -96,3 +98,32 @@ def _has_task(info) -> bool:
     except RefimplError:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    ("method", "rate"),
+    [
+        ("lora", "lr"),
+        ("bitfit", "lr"),
+        ("child_tuning", "full_lr"),
+        ("freeze_layers", "full_lr"),
+        ("pet", "full_lr"),
+    ],
+)
+def test_methods_that_train_pretrained_weights_take_full_fine_tunings_rate(method, rate):
+    info = get_method(method).info()
+    task = choose_task(info)
+    assert learning_rate(task, info) == getattr(task, rate)
+    assert task.full_lr < task.lr  # so the choice matters on every task these methods run on
+
+
+def test_mean_pooling_is_the_masked_mean_of_the_token_states():
+    model = minilm()
+    batch = next(tasks.TASKS["sentiment"]("bert").train_batches(0))
+    assert (batch["attention_mask"] == 0).any()  # padding is present, so the mask matters
+    with torch.no_grad():
+        states = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    weights = batch["attention_mask"].unsqueeze(-1).float()
+    expected = (states.last_hidden_state * weights).sum(1) / weights.sum(1)
+    torch.testing.assert_close(states.pooler_output, expected)
+    assert model.bert.pooler.mask is None  # nothing of one forward pass is left for the next
