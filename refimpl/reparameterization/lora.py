@@ -8,16 +8,59 @@ The product BA folds into W0 after training (`refimpl.merge`), so inference cost
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from ..core.api import replace_module
 from ..core.architectures import projection_names
-from ..core.layers import DeltaLinear, new_parameter
+from ..core.layers import DeltaLinear, new_parameter, weight_out_in
 from ..core.registry import Method, MethodOptions, register
 from ..core.targeting import Targets, find_targets, linear_dims
+
+
+class LoRAProduct(torch.autograd.Function):
+    """W0 x + b + s · B(A x) with its backward written out. Autograd would write the update and its input gradient
+    each into a new activation-sized tensor and then add them; here both are accumulated into the base product's
+    tensors in place (`addmm_`), which on CPU brings LoRA's step close to the frozen model's own backward."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        lora_A: torch.Tensor,
+        lora_B: torch.Tensor,
+        scaling: float,
+    ) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        down = rows @ lora_A.T  # (tokens, r)
+        out = rows @ weight.T if bias is None else torch.addmm(bias, rows, weight.T)
+        out.addmm_(down, lora_B.T, alpha=scaling)
+        ctx.save_for_backward(rows, weight, lora_A, lora_B, down)
+        ctx.scaling = scaling
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        rows, weight, lora_A, lora_B, down = ctx.saved_tensors
+        needs_x, needs_weight, needs_bias, needs_A, needs_B, _ = ctx.needs_input_grad
+        grad = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_down = grad @ lora_B  # (tokens, r), before the scale
+        grad_x = (grad @ weight).addmm_(grad_down, lora_A, alpha=ctx.scaling) if needs_x else None
+        return (
+            grad_x.view(*grad_out.shape[:-1], weight.shape[1]) if needs_x else None,
+            grad.T @ rows if needs_weight else None,
+            grad.sum(0) if needs_bias else None,
+            ctx.scaling * (grad_down.T @ rows) if needs_A else None,
+            ctx.scaling * (grad.T @ down) if needs_B else None,
+            None,
+        )
 
 
 class LoRALinear(DeltaLinear):
@@ -28,6 +71,13 @@ class LoRALinear(DeltaLinear):
         self.lora_A = new_parameter(r, self.in_features, like=base.weight, init="kaiming")
         self.lora_B = new_parameter(self.out_features, r, like=base.weight, init="zeros")
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        # LoRAProduct computes exactly this layer's function, so it serves wherever the branch is plain LoRA's:
+        # not in variants that redefine `adapter_output`, nor with dropout on the branch.
+        self.plain_branch = (
+            type(self).adapter_output is LoRALinear.adapter_output
+            and dropout == 0
+            and isinstance(base, (nn.Linear, Conv1D))
+        )
 
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B @ self.lora_A) * self.scaling
@@ -36,6 +86,14 @@ class LoRALinear(DeltaLinear):
         # Two thin matmuls (x A^T, then B^T) instead of materialising the full out×in update, with the scale
         # applied to the r-wide intermediate rather than to the full-width output.
         return F.linear(F.linear(self.dropout(x), self.lora_A) * self.scaling, self.lora_B)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        usable = self.plain_branch and not self.merged and not torch.is_autocast_enabled(x.device.type)
+        if not usable or not x.dtype == self.base.weight.dtype == self.lora_A.dtype:
+            return super().forward(x)
+        return LoRAProduct.apply(
+            x, weight_out_in(self.base), self.base.bias, self.lora_A, self.lora_B, self.scaling
+        )
 
 
 class LoRAOptions(MethodOptions):

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers.pytorch_utils import Conv1D
 
 import refimpl
 from refimpl.core.layers import weight_out_in
 from refimpl.core.targeting import LINEAR_TYPES, linear_dims
+from refimpl.reparameterization.loha import LoHaLinear
 from refimpl.reparameterization.lora import LoRALinear
 
 
@@ -71,3 +73,37 @@ def test_all_linear_adapts_every_linear_layer_except_the_heads(fresh, model_type
     assert heads, "the tiny model should have a head to skip"
     refimpl.apply(model, "lora", target_modules="all-linear")
     assert set(lora_layers(model)) == linears - heads
+
+
+@pytest.mark.parametrize("base_type", ["linear", "linear without bias", "conv1d"])
+def test_the_written_out_backward_matches_autograd_on_the_plain_formula(base_type):
+    torch.manual_seed(0)
+    base = {
+        "linear": lambda: torch.nn.Linear(12, 10),
+        "linear without bias": lambda: torch.nn.Linear(12, 10, bias=False),
+        "conv1d": lambda: Conv1D(10, 12),
+    }[base_type]()
+    layer = LoRALinear(base, r=3, alpha=6.0)
+    torch.nn.init.normal_(layer.lora_B)
+    base.weight.requires_grad_(True)  # the written-out backward must also serve an unfrozen base
+    assert layer.plain_branch
+    x = torch.randn(2, 5, 12, requires_grad=True)
+    fused = layer(x)
+    weight = weight_out_in(base)
+    plain = (
+        x @ weight.T + (0 if base.bias is None else base.bias) + 2.0 * (x @ layer.lora_A.T) @ layer.lora_B.T
+    )
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn_like(plain)
+    inputs = [x, layer.lora_A, layer.lora_B, base.weight]
+    for expected, actual in zip(
+        torch.autograd.grad(plain, inputs, upstream),
+        torch.autograd.grad(fused, inputs, upstream),
+        strict=True,
+    ):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_variants_that_redefine_the_branch_keep_their_own_forward():
+    assert not LoHaLinear(torch.nn.Linear(8, 8), r=2, alpha=2.0).plain_branch
+    assert not LoRALinear(torch.nn.Linear(8, 8), r=2, alpha=2.0, dropout=0.1).plain_branch
