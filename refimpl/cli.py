@@ -184,6 +184,7 @@ def _bench(args: argparse.Namespace) -> int:
                 "task": figures["task"],
                 "trainable": figures["trainable"],
                 "trainable_percent": figures["trainable_percent"],
+                "lr": figures["lr"],
                 "median_step_s": figures["median_step_s"],
                 "full_fine_tuning_median_step_s": figures["full_fine_tuning_median_step_s"],
                 "step_time_vs_full": figures["median_step_s"] / figures["full_fine_tuning_median_step_s"],
