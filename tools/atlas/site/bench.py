@@ -95,6 +95,7 @@ class Run:
     foundation_models: tuple[str, ...] | None = None
     trainable: float | None = None
     trainable_percent: float | None = None
+    lr: float | None = None
     median_step_s: float | None = None
     step_time_vs_full: float | None = None
     peak_memory_mb: float | None = None
@@ -154,6 +155,7 @@ def _run(record: _Record) -> Run:
     numbers = (
         "trainable",
         "trainable_percent",
+        "lr",
         "median_step_s",
         "step_time_vs_full",
         "peak_memory_mb",
