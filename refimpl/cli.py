@@ -167,6 +167,7 @@ def _bench(args: argparse.Namespace) -> int:
             {
                 "task": task.name,
                 "model": task.model_type,
+                "foundation_model": task.foundation_model,
                 "description": task.description,
                 "metric": task.metric,
                 "higher_is_better": task.higher_is_better,

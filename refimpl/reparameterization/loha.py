@@ -53,7 +53,14 @@ class LoHa(Method):
     trainable = "two rank-r factor pairs (lora_A, lora_B, hada_A, hada_B) of each targeted linear layer"
     mergeable = True
     identity_at_init = True
-    model_types = ("bert", "gpt2", "llama", "vit", "clip", "unet")
+    model_types = (
+        "unet",
+        "bert",
+        "gpt2",
+        "llama",
+        "vit",
+        "clip",
+    )  # measured on the diffusion UNet, its FM type
     Options = LoRAOptions
 
     def inject(self, model: nn.Module, options: LoRAOptions) -> None:

@@ -154,7 +154,7 @@ class LoRASparse(Method):
         "attend to top-⌈ρn⌉ keys by ã = (xP_q)(xP_k)ᵀ;  L = L_task + λ·KL(softmax(qkᵀ) ‖ softmax(ã))"
     )
     trainable = "the rank-r query and key projections P_q, P_k of every head in every LM layer"
-    model_types = ("llama", "llava")
+    model_types = ("llava", "llama")  # measured on the multimodal LLM, its FM type
     Options = LoRASparseOptions
 
     def inject(self, model: nn.Module, options: LoRASparseOptions) -> None:

@@ -32,6 +32,7 @@ class Task(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]  # the refimpl model types this task can train
+    foundation_model: ClassVar[str]  # the survey's FM type of those models (LLM, VFM, VLM, MFM, VGM)
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
     steps: ClassVar[int]

@@ -102,6 +102,7 @@ def prompt_ids() -> torch.Tensor:
 
 
 class CLIPDigits(Task):
+    foundation_model = "VLM"
     name = "clip_digits"
     description = (
         "tiny CLIP aligned on digits with class-name prompts, 16-shot on red-only digits; test accuracy"
@@ -175,6 +176,8 @@ class DigitCanvases(Task):
     test images, not recoloured). A 16 × 16 canvas holds four 8 × 8 digits, one per quadrant (2 × 2 patches), so
     the aligned CLIP meets digits at half the size it was aligned on. Training canvases: a fixed pool of
     TRAIN_CANVASES random groups of four shots; test canvases: the test images in fixed groups of four."""
+
+    foundation_model = "VLM"
 
     higher_is_better = True
     steps = 150

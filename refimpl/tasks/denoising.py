@@ -115,6 +115,8 @@ def prompted_latents(indices: torch.Tensor, words: torch.Tensor) -> Batch:
 class Denoising(Task):
     """Held-out denoising MSE of ε at fixed timesteps and noise (see the module docstring); lower is better."""
 
+    foundation_model = "VGM"
+
     name = "denoising"
     description = (
         "tiny UNet pre-trained to denoise digits 0-4, adapted to digits 5-9 as a new word (unet), with edge maps "

@@ -106,6 +106,7 @@ def redraw_image_path(model: nn.Module, seed: int) -> None:
 
 
 class DigitQuestions(Task):
+    foundation_model = "MFM"
     name = "digit_questions"
     description = (
         "tiny LLaVA/BLIP-2 pre-trained to answer 'digit?' and 'even?' about digit images, adapted to 'plus one?';"

@@ -62,6 +62,7 @@ def batches_of(images: torch.Tensor, labels: torch.Tensor, size: int, seed: int)
 
 
 class Digits(Classification):
+    foundation_model = "VFM"
     name = "digits"
     description = "tiny ViT pre-trained on digits 0-4, adapted to digits 5-9 (scikit-learn's bundled digits)"
     model_types = ("vit",)

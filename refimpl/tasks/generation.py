@@ -48,6 +48,7 @@ def texts(domain: str, split: str) -> list[str]:
 
 
 class Generation(Task):
+    foundation_model = "LLM"
     name = "generation"
     description = (
         "adapt a char-level LM pre-trained on product statements to movie statements; test perplexity"

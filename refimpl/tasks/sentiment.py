@@ -70,6 +70,7 @@ def encode(rows: list[Example]) -> Batch:
 
 
 class Sentiment(Classification):
+    foundation_model = "LLM"
     name = "sentiment"
     description = (
         "positive/negative product and movie statements (shipped, 1,200 train / 400 test), MiniLM mean-pooled"

@@ -123,6 +123,8 @@ def denoising_batches(
 class VideoDigits(Task):
     """Digits moving down, for a video UNet pre-trained on other digits moving sideways; see the module doc."""
 
+    foundation_model = "VGM"
+
     name = "video_digits"
     description = (
         "tiny video UNet pre-trained to denoise digits 0-4 moving sideways, adapted to digits 5-9 moving down; "

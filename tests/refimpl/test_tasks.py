@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from refimpl import RefimplError, get_method, methods, tasks
+from refimpl.core.registry import FOUNDATION_MODELS
 from refimpl.models import minilm
 from refimpl.tasks import choose_task
 from refimpl.tasks.cache import cache_path, cached_json, cached_tensors
@@ -92,9 +93,9 @@ def test_every_registered_method_has_a_default_task():
     assert [info.name for info in methods() if not _has_task(info)] == []
 
 
-def _has_task(info) -> bool:
+def _has_task(info, model_type=None) -> bool:
     try:
-        choose_task(info)
+        choose_task(info, model_type)
     except RefimplError:
         return False
     return True
@@ -127,3 +128,16 @@ def test_mean_pooling_is_the_masked_mean_of_the_token_states():
     expected = (states.last_hidden_state * weights).sum(1) / weights.sum(1)
     torch.testing.assert_close(states.pooler_output, expected)
     assert model.bert.pooler.mask is None  # nothing of one forward pass is left for the next
+
+
+def test_a_method_is_measured_on_a_task_of_its_own_foundation_model_type_where_one_exists():
+    assert {task.foundation_model for task in tasks.TASKS.values()} <= set(FOUNDATION_MODELS)
+    elsewhere = {}
+    for info in methods():
+        candidates = [
+            choose_task(info, model_type) for model_type in info.model_types if _has_task(info, model_type)
+        ]
+        own = [task.name for task in candidates if task.foundation_model in info.foundation_models]
+        if own and choose_task(info).foundation_model not in info.foundation_models:
+            elsewhere[info.name] = own
+    assert elsewhere == {}
