@@ -62,6 +62,7 @@ RESULTS = {
         "sentiment/bert": {
             "task": "sentiment",
             "model": "bert",
+            "foundation_model": "LLM",
             "description": f"Sentiment {HOSTILE}",
             "metric": "accuracy",
             "higher_is_better": True,
@@ -151,6 +152,18 @@ def test_the_comparison_has_a_row_per_method_and_a_point_per_measured_one(
         assert sorted(points) == sorted(html.escape(m) for m in MEASURED)
         assert len(re.findall(r"<circle[^>]*><title>[^<]+</title></circle>", svg)) == len(MEASURED)
     assert "2 CPUs" in page and "2026-11-29T12:00:00" in page and BENCH_COMMAND in page
+
+
+def test_points_are_coloured_by_the_fm_type_they_were_measured_on(site: Path) -> None:
+    page = _page(site, "methods/compare")
+    svg = re.search(r'<svg[^>]*aria-labelledby="svg-title-compare-quality.*?</svg>', page, re.DOTALL).group(0)
+    colour_of = {
+        key: re.search(rf'data-key="{re.escape(key)}"[^>]*>\s*<circle[^>]*fill="([^"]+)"', svg).group(1)
+        for key in ("lora", "bitfit", "prompt_tuning")
+    }
+    assert colour_of["lora"] == colour_of["bitfit"] != colour_of["prompt_tuning"]
+    legend = re.findall(r"<text[^>]*>([^<]+)</text>", svg)
+    assert "LLM" in legend and "lm/gpt2" in legend  # the older task without an FM type is its own series
 
 
 def test_lower_is_better_metrics_are_turned_round_in_the_comparison(site: Path) -> None:

@@ -75,6 +75,7 @@ class Task:
     key: str  # "<task>/<model>", as runs refer to it
     task: str
     model: str
+    foundation_model: str | None  # the survey's FM type of the task's model (None in older files)
     description: str
     metric: str
     higher_is_better: bool | None
@@ -137,6 +138,7 @@ def _task(record: _Record, key: str) -> Task:
         key=key,
         task=record.text("task") or key.split("/")[0],
         model=record.text("model") or key.rpartition("/")[2],
+        foundation_model=record.text("foundation_model"),
         description=record.text("description") or "",
         metric=record.text("metric") or "",
         higher_is_better=record.flag("higher_is_better"),

@@ -106,6 +106,11 @@ def number(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.4g}"
 
 
+def point_series(row: Row) -> str:
+    """The FM type of the model a method was measured on (its task's), else the task itself."""
+    return (row.task and row.task.foundation_model) or row.run.task_key
+
+
 def run_summary(row: Row) -> str:
     """One line on a measured method, for hover titles."""
     run = row.run
@@ -449,7 +454,13 @@ class PageBuilder:
     def compare(self, rows: list[Row]) -> Page:
         measured = [row for row in rows if row.measured]
         task_keys = list(dict.fromkeys(row.run.task_key for row in measured))
-        colors = {key: charts.palette_color(i) for i, key in enumerate(task_keys)}
+        # Points are coloured by the FM type of the model they were measured on, in the survey's order; a task
+        # of an older results file, which does not say, is a series of its own.
+        series = sorted(
+            {point_series(row) for row in measured},
+            key=lambda key: (list(self.fms).index(key) if key in self.fms else len(self.fms), key),
+        )
+        colors = {key: charts.palette_color(i) for i, key in enumerate(series)}
         plotted = [row for row in measured if row.run.trainable_percent and row.run.trainable_percent > 0]
         unplotted = [row.method for row in measured if row not in plotted]
         chart_list = [
@@ -501,7 +512,7 @@ class PageBuilder:
             charts.Point(
                 x=row.run.trainable_percent,
                 y=y(row),
-                series=row.run.task_key,
+                series=point_series(row),
                 label=row.method,
                 href="../../" + method_url(row.method) if row.method in self.model.methods else "",
                 hover=run_summary(row),
