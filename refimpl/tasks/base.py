@@ -112,6 +112,26 @@ class Fit:
         return statistics.median(self.step_times) if self.step_times else 0.0
 
 
+def training_step(
+    model: nn.Module, lr: float, loss_of: Callable[[nn.Module, Batch], torch.Tensor] = model_loss
+) -> Callable[[Batch], tuple[float, float]]:
+    """One AdamW step on the parameters of `model` that require gradients, as a function of the batch that returns
+    the loss and the step's wall seconds (forward, backward and update). Puts the model in training mode."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    model.train()
+
+    def step(batch: Batch) -> tuple[float, float]:
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        loss = loss_of(model, batch)
+        loss.backward()
+        optimizer.step()
+        return loss.item(), time.perf_counter() - start
+
+    return step
+
+
 def fit(
     model: nn.Module,
     batches: Iterator[Batch],
@@ -120,24 +140,17 @@ def fit(
     label: str,
     loss_of: Callable[[nn.Module, Batch], torch.Tensor] = model_loss,
 ) -> Fit:
-    """Train the parameters of `model` that require gradients with AdamW, showing a progress bar on stderr."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0) if trainable else None
+    """Train the parameters of `model` that require gradients with AdamW, showing a progress bar on stderr;
+    a model with none to train (a language model's frozen baseline) takes no steps."""
+    trains = any(p.requires_grad for p in model.parameters())
+    step = training_step(model, lr, loss_of) if trains else None
     losses, step_times = [], []
-    model.train()
-    progress = tqdm(
-        range(steps if optimizer else 0), desc=label, unit="step", leave=False, dynamic_ncols=True
-    )
+    progress = tqdm(range(steps if trains else 0), desc=label, unit="step", leave=False, dynamic_ncols=True)
     for _ in progress:
-        batch = next(batches)
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        loss = loss_of(model, batch)
-        loss.backward()
-        optimizer.step()
-        step_times.append(time.perf_counter() - start)
-        losses.append(loss.item())
-        progress.set_postfix(loss=f"{losses[-1]:.4f}")
+        loss, seconds = step(next(batches))
+        losses.append(loss)
+        step_times.append(seconds)
+        progress.set_postfix(loss=f"{loss:.4f}")
     model.eval()
     return Fit(losses, step_times)
 

@@ -16,7 +16,7 @@ from torch import nn
 from ..core.api import apply, merge, trainable_parameters
 from ..core.registry import MethodInfo, get_method
 from . import Task, choose_task
-from .base import Fit, fit
+from .base import Fit, fit, training_step
 from .cache import cached_json
 
 FULL, FROZEN = "full fine-tuning", "frozen baseline"
@@ -59,31 +59,65 @@ def reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, Any]:
     return cached_json("reference", key, lambda: _train_reference(task, kind, steps, seed))
 
 
-TIMING_STEPS = 6  # per timing run: enough for a stable median, few enough to cost seconds
+TIMING_ROUNDS = 10  # paired steps: enough for a stable median ratio, few enough to cost seconds
 
 
-def full_fine_tuning_step_times(task: Task, seed: int) -> list[float]:
-    """Step times of full fine-tuning on this machine now (the first step, which allocates, is dropped)."""
+def adapted_model(task: Task, method: str, seed: int) -> nn.Module:
+    """The task's pre-trained model adapted with `method` (default options), its own initialisation seeded."""
     model = task.build_model(seed)
-    return fit(
-        model, task.train_batches(seed), TIMING_STEPS + 1, task.full_lr, "timing full fine-tuning", task.loss
-    ).step_times[1:]
+    torch.manual_seed(seed)
+    # A head the task adds is new and must be trained whatever the method (peft's modules_to_save convention).
+    return apply(model, method, **({"train_head": True} if task.head_parameters(model) else {}))
+
+
+@dataclass
+class PairedSteps:
+    """Training-step times of a method and of full fine-tuning, taken in alternation on the same batches."""
+
+    method: list[float]
+    full: list[float]
+
+    @property
+    def ratio(self) -> float:
+        """The median over rounds of the method's step time over full fine-tuning's in the same round."""
+        return statistics.median(m / f for m, f in zip(self.method, self.full, strict=True))
+
+
+def paired_step_times(task: Task, method: str, lr: float, seed: int) -> PairedSteps:
+    """Time a freshly adapted model and a fully fine-tuned one step by step in alternation, so that both see the
+    same machine state (the first round, which allocates, is dropped). Fresh, so the trained adapter is left as
+    it was evaluated and saved; a method whose cost changes as it trains (AutoFreeze, IncreLoRA) is timed as
+    it starts."""
+    steps = (
+        training_step(adapted_model(task, method, seed), lr, task.loss),
+        training_step(task.build_model(seed), task.full_lr, task.loss),
+    )
+    batches = task.train_batches(seed)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(TIMING_ROUNDS + 1):
+        batch = next(batches)
+        for step, record in zip(steps, times, strict=True):
+            record.append(step(batch)[1])
+    return PairedSteps(times[0][1:], times[1][1:])
 
 
 @torch.no_grad()
-def merged_inference_ratio(task: Task, adapted: nn.Module, seed: int, repeats: int = 15) -> float:
-    """Inference time of the adapted model, merged, over the base model's on a test batch: medians of
-    interleaved forwards, so both see the same machine state. A copy is merged: W + ΔW − ΔW is not bit-exact W."""
+def merged_inference_ratio(task: Task, adapted: nn.Module, seed: int, repeats: int = 30) -> float:
+    """Inference time of the adapted model, merged, over the base model's on a test batch: the median over rounds
+    of the two forwards' ratio in each round, so both see the same machine state. A copy is merged: W + ΔW − ΔW is
+    not bit-exact W."""
     base = task.build_model(seed).eval()
     merged = merge(copy.deepcopy(adapted)).eval()
     batch = task.test_batches()[0]
-    times: dict[str, list[float]] = {"base": [], "merged": []}
+    ratios = []
     for _ in range(repeats + 1):
-        for name, model in (("base", base), ("merged", merged)):
+        times = []
+        for model in (base, merged):
             start = time.perf_counter()
             task.predict(model, batch)
-            times[name].append(time.perf_counter() - start)
-    return statistics.median(times["merged"][1:]) / statistics.median(times["base"][1:])
+            times.append(time.perf_counter() - start)
+        ratios.append(times[1] / times[0])
+    return statistics.median(ratios[1:])  # the first round allocates
 
 
 def learning_rate(task: Task, info: MethodInfo) -> float:
@@ -103,7 +137,7 @@ class Outcome:
     fit: Fit
     metric: float
     references: dict[str, dict[str, Any]]
-    full_step_s: float  # full fine-tuning's median step, timed just before and just after the method
+    step_times: PairedSteps  # the method against full fine-tuning, in alternation after training
     # Merged inference time over the base model's; None if the method cannot merge.
     merged_vs_base: float | None
     wall_s: float  # build, adapt, train and evaluate the method (references excluded)
@@ -133,8 +167,10 @@ class Outcome:
                 FULL: self.references[FULL]["metric"],
                 FROZEN: self.references[FROZEN]["metric"],
             },
-            "median_step_s": self.fit.median_step,
-            "full_fine_tuning_median_step_s": self.full_step_s,
+            "median_step_s": statistics.median(self.step_times.method),
+            "full_fine_tuning_median_step_s": statistics.median(self.step_times.full),
+            "step_time_vs_full": self.step_times.ratio,
+            "training_median_step_s": self.fit.median_step,
             "merged_inference_vs_base": self.merged_vs_base,
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
@@ -157,22 +193,16 @@ def execute(
     steps = task.steps if steps is None else steps
     lr = learning_rate(task, info) if lr is None else lr
     references = {kind: reference(task, kind, steps, seed) for kind in (FULL, FROZEN)}
-    full_steps = full_fine_tuning_step_times(task, seed)
     memory_source = reset_peak_memory()
     start, cpu_start = time.perf_counter(), time.process_time()
-    model = task.build_model(seed)
-    torch.manual_seed(seed)  # the method's own initialisation
-    # A head the task adds is new and must be trained whatever the method (peft's modules_to_save convention).
-    apply(model, method, **({"train_head": True} if task.head_parameters(model) else {}))
+    model = adapted_model(task, method, seed)
     trainable, total = trainable_parameters(model)
     result = fit(model, task.train_batches(seed), steps, lr, method, task.loss)
     metric = task.evaluate(model)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     memory = peak_memory_mb()
     merged = merged_inference_ratio(task, model, seed) if info.mergeable else None
-    # Full fine-tuning timed before and after the method: a change in the machine's load during the run
-    # shows in both sides of the ratio instead of one.
-    full_step = statistics.median(full_steps + full_fine_tuning_step_times(task, seed))
+    step_times = paired_step_times(task, method, lr, seed)
     return Outcome(
         method,
         task,
@@ -184,7 +214,7 @@ def execute(
         result,
         metric,
         references,
-        full_step,
+        step_times,
         merged,
         wall,
         cpu,
