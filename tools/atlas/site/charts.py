@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from markupsafe import escape
 
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies. Vermillion before sky blue, so that the
+# five-series charts (one per FM type) never pair the two blues.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#999999")
 
 
 def palette_color(index: int) -> str:
