@@ -14,7 +14,7 @@ from refimpl.tasks import choose_task
 from refimpl.tasks.cache import cache_path, cached_json, cached_tensors
 from refimpl.tasks.digits import SOURCE_CLASSES, TARGET_CLASSES, digits, indices_of, target_indices
 from refimpl.tasks.make_text_dataset import LABELS, generate
-from refimpl.tasks.runner import learning_rate
+from refimpl.tasks.runner import PairedSteps, learning_rate
 from refimpl.tasks.sentiment import examples
 
 
@@ -141,3 +141,8 @@ def test_a_method_is_measured_on_a_task_of_its_own_foundation_model_type_where_o
         if own and choose_task(info).foundation_model not in info.foundation_models:
             elsewhere[info.name] = own
     assert elsewhere == {}
+
+
+def test_step_time_against_full_fine_tuning_is_the_median_of_same_round_ratios():
+    # A slow round hits both sides; the ratio of the two medians (2 / 1 here) would miss that.
+    assert PairedSteps(method=[1.0, 2.0, 10.0], full=[1.0, 4.0, 1.0]).ratio == 1.0
