@@ -77,7 +77,8 @@ class DiffuseKronA(Method):
     trainable = "kron_A (a1 × a2) and kron_B (b1 × b2) of each attention projection"
     mergeable = True
     identity_at_init = True
-    model_types = ("unet", "bert", "gpt2", "llama")  # measured on the diffusion UNet, its FM type
+    # The UNet first: a method is measured on its first model type's task, here one of its own FM type (VGM)
+    model_types = ("unet", "bert", "gpt2", "llama")
     Options = DiffuseKronAOptions
 
     def inject(self, model: nn.Module, options: DiffuseKronAOptions) -> None:

@@ -53,14 +53,8 @@ class LoHa(Method):
     trainable = "two rank-r factor pairs (lora_A, lora_B, hada_A, hada_B) of each targeted linear layer"
     mergeable = True
     identity_at_init = True
-    model_types = (
-        "unet",
-        "bert",
-        "gpt2",
-        "llama",
-        "vit",
-        "clip",
-    )  # measured on the diffusion UNet, its FM type
+    # The UNet first: a method is measured on its first model type's task, here one of its own FM type (VGM)
+    model_types = ("unet", "bert", "gpt2", "llama", "vit", "clip")
     Options = LoRAOptions
 
     def inject(self, model: nn.Module, options: LoRAOptions) -> None:

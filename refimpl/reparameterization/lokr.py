@@ -90,14 +90,8 @@ class LoKr(Method):
     trainable = "lokr_w1 (u1 × v1) and lokr_w2_a (u2 × r), lokr_w2_b (r × v2) of each targeted linear layer"
     mergeable = True
     identity_at_init = True
-    model_types = (
-        "unet",
-        "bert",
-        "gpt2",
-        "llama",
-        "vit",
-        "clip",
-    )  # measured on the diffusion UNet, its FM type
+    # The UNet first: a method is measured on its first model type's task, here one of its own FM type (VGM)
+    model_types = ("unet", "bert", "gpt2", "llama", "vit", "clip")
     Options = LoKrOptions
 
     def inject(self, model: nn.Module, options: LoKrOptions) -> None:

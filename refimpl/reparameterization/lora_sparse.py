@@ -154,7 +154,8 @@ class LoRASparse(Method):
         "attend to top-⌈ρn⌉ keys by ã = (xP_q)(xP_k)ᵀ;  L = L_task + λ·KL(softmax(qkᵀ) ‖ softmax(ã))"
     )
     trainable = "the rank-r query and key projections P_q, P_k of every head in every LM layer"
-    model_types = ("llava", "llama")  # measured on the multimodal LLM, its FM type
+    # LLaVA first: a method is measured on its first model type's task, here one of its own FM type (MFM)
+    model_types = ("llava", "llama")
     Options = LoRASparseOptions
 
     def inject(self, model: nn.Module, options: LoRASparseOptions) -> None:
