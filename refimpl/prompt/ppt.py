@@ -83,7 +83,7 @@ def pretrain_prompt(
         "spot",
     ):
         raise RefimplError("pretrain_prompt needs a model adapted with ppt, spot or prompt_tuning")
-    optimizer = torch.optim.AdamW([model.soft_prompt.embedding], lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW([model.soft_prompt.embedding], lr=lr, weight_decay=0.0, fused=True)
     losses: list[float] = []
     model.train()
     cycle = list(batches)

@@ -26,7 +26,9 @@ from ..core.targeting import Targets, find_targets, linear_dims
 class LoRAProduct(torch.autograd.Function):
     """W0 x + b + s · B(A x) with its backward written out. Autograd would write the update and its input gradient
     each into a new activation-sized tensor and then add them; here both are accumulated into the base product's
-    tensors in place (`addmm_`), which on CPU brings LoRA's step close to the frozen model's own backward."""
+    tensors in place (`addmm_`), which on CPU brings LoRA's step close to the frozen model's own backward.
+    The r-wide intermediate is kept as (r, tokens): with the token axis innermost, the two thin products that
+    contract over tokens (A x and grad_B) run at about twice the speed of the (tokens, r) layout on CPU BLAS."""
 
     @staticmethod
     def forward(
@@ -39,16 +41,16 @@ class LoRAProduct(torch.autograd.Function):
         scaling: float,
     ) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1])
-        down = rows @ lora_A.T  # (tokens, r)
+        down_t = lora_A @ rows.T  # (r, tokens)
         out = rows @ weight.T if bias is None else torch.addmm(bias, rows, weight.T)
-        out.addmm_(down, lora_B.T, alpha=scaling)
-        ctx.save_for_backward(rows, weight, lora_A, lora_B, down)
+        out.addmm_(down_t.T, lora_B.T, alpha=scaling)
+        ctx.save_for_backward(rows, weight, lora_A, lora_B, down_t)
         ctx.scaling = scaling
         return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        rows, weight, lora_A, lora_B, down = ctx.saved_tensors
+        rows, weight, lora_A, lora_B, down_t = ctx.saved_tensors
         needs_x, needs_weight, needs_bias, needs_A, needs_B, _ = ctx.needs_input_grad
         grad = grad_out.reshape(-1, grad_out.shape[-1])
         grad_down = grad @ lora_B  # (tokens, r), before the scale
@@ -58,7 +60,7 @@ class LoRAProduct(torch.autograd.Function):
             grad.T @ rows if needs_weight else None,
             grad.sum(0) if needs_bias else None,
             ctx.scaling * (grad_down.T @ rows) if needs_A else None,
-            ctx.scaling * (grad.T @ down) if needs_B else None,
+            ctx.scaling * (down_t @ grad).T if needs_B else None,
             None,
         )
 

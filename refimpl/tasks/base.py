@@ -118,7 +118,8 @@ def training_step(
     """One AdamW step on the parameters of `model` that require gradients, as a function of the batch that returns
     the loss and the step's wall seconds (forward, backward and update). Puts the model in training mode."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    # fused: one kernel over all parameters instead of a Python loop, which costs more than a small adapter's update
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0, fused=True)
     model.train()
 
     def step(batch: Batch) -> tuple[float, float]:
