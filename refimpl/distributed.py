@@ -50,7 +50,9 @@ def rank_slice(batch: Batch, rank: int, world_size: int) -> Batch:
 
 
 def train(model: nn.Module, model_type: str, batch: Batch, steps: int, lr: float) -> None:
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0, fused=True)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0, fused=True
+    )
     loss_of = TINY_MODELS[model_type].loss
     model.train()
     for _ in range(steps):
