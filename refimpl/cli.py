@@ -177,6 +177,7 @@ def _bench(args: argparse.Namespace) -> int:
                 FROZEN: {key: outcome.references[FROZEN][key] for key in ("metric", "trainable", "total")},
             },
         )
+        del outcome  # its model must not stay resident while the next method's peak memory is measured
         rows.append(
             {
                 "method": name,

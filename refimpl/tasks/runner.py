@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import ctypes
+import gc
 import resource
 import statistics
 import time
@@ -22,8 +24,19 @@ from .cache import cached_json
 FULL, FROZEN = "full fine-tuning", "frozen baseline"
 
 
+def release_freed_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the kernel (glibc's malloc_trim), so that memory an
+    earlier run freed but the allocator kept does not count in the next run's resident set."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the window then also holds what the allocator kept
+        pass
+
+
 def reset_peak_memory() -> str:
     """Start a fresh peak-memory window where the kernel allows it; returns what `peak_memory_mb` then measures."""
+    release_freed_memory()
     try:
         Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak resident set size
         return "peak resident set size (VmHWM) from model build to evaluation"

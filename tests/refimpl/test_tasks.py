@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import platform
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ from refimpl.tasks import choose_task
 from refimpl.tasks.cache import cache_path, cached_json, cached_tensors
 from refimpl.tasks.digits import SOURCE_CLASSES, TARGET_CLASSES, digits, indices_of, target_indices
 from refimpl.tasks.make_text_dataset import LABELS, generate
-from refimpl.tasks.runner import PairedSteps, learning_rate
+from refimpl.tasks.runner import PairedSteps, learning_rate, release_freed_memory
 from refimpl.tasks.sentiment import examples
 
 
@@ -146,3 +148,21 @@ def test_a_method_is_measured_on_a_task_of_its_own_foundation_model_type_where_o
 def test_step_time_against_full_fine_tuning_is_the_median_of_same_round_ratios():
     # A slow round hits both sides; the ratio of the two medians (2 / 1 here) would miss that.
     assert PairedSteps(method=[1.0, 2.0, 10.0], full=[1.0, 4.0, 1.0]).ratio == 1.0
+
+
+def resident_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="reads /proc and calls glibc's malloc_trim")
+def test_memory_an_earlier_run_freed_leaves_the_resident_set_before_the_next_is_measured():
+    # 64 KiB tensors sit on the C heap (below glibc's mmap threshold); a live one allocated after them pins the
+    # heap's top, so free() alone keeps their pages resident, as a finished bench run's tensors would be.
+    blocks = [torch.ones(16 * 1024) for _ in range(2000)]
+    pin = torch.ones(16)
+    held = resident_mb()
+    del blocks
+    release_freed_memory()
+    assert resident_mb() < held - 100  # of the ~125 MB freed
+    assert pin.sum() == 16
