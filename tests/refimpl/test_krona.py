@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import refimpl
-from refimpl.reparameterization.krona import KronALinear
+from refimpl.reparameterization.krona import KronALinear, KronAOptions
 
 
 def krona_layers(model):
@@ -22,15 +22,24 @@ def test_factor_shapes_multiply_to_the_layer_shape(fresh):
     assert refimpl.trainable_parameters(model)[0] == 2 * (8 * 4 + 12 * 8)
 
 
-def test_the_vec_trick_forward_equals_the_explicit_kronecker_product(fresh):
+def test_the_vec_trick_and_the_formed_update_both_equal_the_explicit_kronecker_product(fresh):
     model = refimpl.apply(fresh("llama"), "krona", scale=0.5)
     for layer in krona_layers(model):
         with torch.no_grad():
             layer.kron_B.normal_()
             x = torch.randn(2, 5, layer.in_features)
-            explicit = x @ (0.5 * torch.kron(layer.kron_A, layer.kron_B)).T
-            torch.testing.assert_close(layer.adapter_output(x), explicit, rtol=1e-5, atol=1e-5)
+            explicit = layer.base(x) + x @ (0.5 * torch.kron(layer.kron_A, layer.kron_B)).T
+            for factored in (True, False):
+                layer.factored = factored
+                torch.testing.assert_close(layer(x), explicit, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(layer.delta_weight(), 0.5 * torch.kron(layer.kron_A, layer.kron_B))
+
+
+def test_the_vec_trick_serves_where_it_saves_over_8x_the_dense_updates_work():
+    wide = KronALinear(torch.nn.Linear(384, 384), KronAOptions())  # A 16×16, B 24×24: 1/16 + 1/24 of it
+    narrow = KronALinear(torch.nn.Linear(32, 32), KronAOptions(a1=32, a2=8))  # A 32×8, B 1×4: 1/32 + 1/4
+    assert wide.factored and not narrow.factored
+    assert narrow.adapter_output(torch.randn(3, 32)) is None
 
 
 def test_the_update_has_rank_rank_a_times_rank_b(fresh):
