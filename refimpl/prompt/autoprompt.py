@@ -16,6 +16,11 @@ the classifier and the LM's output embeddings, for use as a verbalizer (e.g. wit
 Masked LMs take `mask_token_id`; without it the prediction is read at the last trigger (causal LMs). Registered
 for bert: the generic suite's bert batches carry class labels, which the classifier needs (its gpt2/llama
 batches carry token labels only); causal LMs work with class labels as well.
+
+On a sequence classifier (BertForSequenceClassification, as in the suite and the sentiment task) there is no MLM
+head to verbalise through, so the classifier's label scores are the prediction: the adapted model's `logits` are
+`label_logits`. The model's own head is left out of the loss (the core still unfreezes it with `train_head`; it gets
+no gradient). Training only fits the classifier: the triggers change only when `search_triggers` is called.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..core.api import attach_module, state_of
+from ..core.api import add_hook, attach_module, state_of
 from ..core.architectures import hidden_size
 from ..core.errors import RefimplError
 from ..core.registry import Method, MethodOptions, register
@@ -88,9 +93,18 @@ class AutoPrompt(Method):
         )
         attach_module(model, "autoprompt", state.to(device=like.device, dtype=like.dtype))
         add_cloze(model, state.pattern, state.scores, hidden_states=True)
+        add_hook(model, model.register_forward_hook(_predict_with_label_scores, with_kwargs=True))
 
     def expected_trainable(self, model: nn.Module, options: AutoPromptOptions) -> int:
         return (hidden_size(model) + 1) * _labels(model, options)
+
+
+def _predict_with_label_scores(module: nn.Module, args: tuple, kwargs: dict, output):
+    """A sequence classifier's `logits` (one row per sequence) come from its own head, which the AutoPrompt loss
+    never reaches: make them the label scores that are trained. A language model's per-token logits are kept."""
+    if output.logits.dim() == 2:
+        output["logits"] = output["label_logits"]
+    return output
 
 
 def _autoprompt(model: nn.Module) -> AutoPromptState:

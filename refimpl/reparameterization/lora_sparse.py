@@ -20,6 +20,10 @@ random tiny models it is already nearly optimal, leaving the order-mimic objecti
 keeps half of the query-key pairs. This reference computes the full scores too (for the teacher, and for the
 kept pairs); a fast kernel would compute only the kept pairs at inference. Incremental decoding with a
 key-value cache is not supported.
+
+P_q and P_k only choose which keys each query keeps (a discrete top-k), so the task loss sends them no gradient:
+the order-mimic loss alone trains them. With the LLM frozen the method makes attention cheaper but does not
+adapt the model to a task; on one it scores what the frozen model scores with its attention made sparse.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import torch
 import refimpl
 from refimpl.prompt.autoprompt import search_triggers, select_label_tokens
 
+from .conftest import train_steps
 from .test_pet import MASK, few_shot_task, tiny_masked_lm
 
 
@@ -63,3 +64,17 @@ def test_label_tokens_are_the_words_the_classifier_assigns_most_confidently():
     for label, chosen in enumerate(tokens):
         assert len(chosen) == 3
         assert probabilities[chosen, label].min() >= probabilities[:, label].sort().values[-3]
+
+
+def test_a_sequence_classifier_predicts_with_the_trained_label_scores(fresh, batch_for):
+    """On a sequence classifier (the suite's BERT, MiniLM's sentiment task) the loss is on the AutoPrompt
+    classifier's label scores; its `logits` must be those scores, not the model's own head, which gets no gradient
+    (that head decided the test accuracy, and it stayed at chance)."""
+    model = refimpl.apply(fresh("bert"), "autoprompt", train_head=True)
+    batch = batch_for("bert")
+    train_steps(model, batch, steps=5)
+    with torch.no_grad():
+        output = model(**batch)
+    assert output.logits.shape == (len(batch["labels"]), model.config.num_labels)
+    torch.testing.assert_close(output.logits, output.label_logits, rtol=0, atol=0)
+    assert model.classifier.weight.grad is None  # the model's own head is not what AutoPrompt trains

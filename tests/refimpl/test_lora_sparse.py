@@ -62,3 +62,17 @@ def test_padded_keys_are_never_attended(fresh):
     model.train()
     model(**batch).loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
+def test_only_the_order_mimic_loss_trains_the_factors(fresh):
+    """The factors pick the kept keys (a discrete top-k): the language-modelling loss has no gradient path to
+    them, so on a task the method cannot move the frozen model's answers; the order-mimic loss trains them."""
+    batch = tiny_batch("llava")
+    model = refimpl.apply(fresh("llava"), "lora_sparse")
+    model.train()
+    output = model(**batch)
+    logits, labels = output.logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten()
+    assert not F.cross_entropy(logits, labels, ignore_index=-100).requires_grad
+    output.loss.backward()
+    factors = [p for p in model.parameters() if p.requires_grad]
+    assert factors and all(p.grad is not None and p.grad.abs().sum() > 0 for p in factors)
