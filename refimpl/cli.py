@@ -73,8 +73,12 @@ def _report(figures: dict[str, Any]) -> list[str]:
     losses = (
         f"first {loss['first']:.4f}, min {loss['min']:.4f}, last {loss['last']:.4f}" if loss else "no steps"
     )
+    rates = "".join(
+        f", {prefix or 'its own parameters'}*: {rate:g}" for prefix, rate in f["learning_rates"].items()
+    )
     return [
-        f"{f['method']} on task {f['task']} (model {f['model']}): {f['steps']} steps, lr {f['lr']:g}, seed {f['seed']}",
+        f"{f['method']} on task {f['task']} (model {f['model']}): {f['steps']} steps, lr {f['lr']:g}{rates}, "
+        + f"seed {f['seed']}",
         f"trainable parameters: {f['trainable']:,} of {f['total']:,} ({f['trainable_percent']:.4f}%)",
         f"loss: {losses}",
         f"{metric['name']} ({direction} is better): {f['method']} {metric['value']:.4f} | "
@@ -188,6 +192,7 @@ def _bench(args: argparse.Namespace) -> int:
                 "trainable": figures["trainable"],
                 "trainable_percent": figures["trainable_percent"],
                 "lr": figures["lr"],
+                "learning_rates": figures["learning_rates"],
                 "median_step_s": figures["median_step_s"],
                 "full_fine_tuning_median_step_s": figures["full_fine_tuning_median_step_s"],
                 "step_time_vs_full": figures["step_time_vs_full"],

@@ -43,6 +43,7 @@ class MethodInfo:
     module: str  # the Python module that implements it
     slower_than_full_fine_tuning: str  # why a step may cost more than full fine-tuning's ("": it may not)
     trains_pretrained_weights: bool  # whether it trains at a task's full fine-tuning learning rate
+    learning_rates: dict[str, float]  # parameter-name prefix -> the rate its paper trains those parameters at
 
 
 class Method:
@@ -72,6 +73,9 @@ class Method:
     # the weights it updates): then it trains at a task's full fine-tuning learning rate, since a step sized for
     # small new modules would move the whole pretrained network at once.
     trains_pretrained_weights: ClassVar[bool] = False
+    # Rates its paper trains (some of) its own parameters at, where a task's rate for small new modules would wreck
+    # them, by parameter-name prefix ("" for all of the method's parameters); a task's new head keeps the task's rate.
+    learning_rates: ClassVar[tuple[tuple[str, float], ...]] = ()
 
     def inject(self, model: nn.Module, options: MethodOptions) -> None:
         """Add or unfreeze this method's parameters on a model whose base parameters are all frozen."""
@@ -109,6 +113,7 @@ class Method:
             module=cls.__module__,
             slower_than_full_fine_tuning=cls.slower_than_full_fine_tuning,
             trains_pretrained_weights=cls.trains_pretrained_weights,
+            learning_rates=dict(cls.learning_rates),
         )
 
 

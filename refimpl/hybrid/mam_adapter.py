@@ -10,9 +10,20 @@ beside the feed-forward block. Trainable: the prefix (with the prefix-tuning MLP
 training), the parallel adapters and the task head.
 
 Choices: prefix length 30, bottleneck 512 and s = 4 are the paper's MAM setting (chosen for 1024-wide models; the
-bottleneck may exceed a small model's width). W_up starts at zero, so the adapter begins silent. The parallel
-adapter reads the FFN's input x (captured by a pre-hook on the FFN's first module) and adds to the output of the
-FFN's last projection, before the block's dropout, residual and norm — BERT has no single FFN module to wrap.
+bottleneck may exceed a small model's width). W_up starts at zero, so the adapter begins silent; W_down keeps the
+adapter family's N(0, 10⁻²) init, not the LoRA init (Kaiming-uniform W_down) the paper found beneficial for the
+scaled parallel adapter (App. A.3), whose ~3× larger W_down would make the adapter's steps ~3× larger. The
+parallel adapter reads the FFN's input x (captured by a pre-hook on the FFN's first module) and adds to the output
+of the FFN's last projection, before the block's dropout, residual and norm — BERT has no single FFN module to
+wrap.
+
+Learning rate: the paper trains at 1e-4 on MNLI/SST2 and 5e-5 on XSum and en-ro (App. A.2, Table 8), with a linear
+warm-up over the first 6 % of steps for classification. Both parts are sized for that: one Adam step at the
+sentiment task's 2e-3 (20 × the paper's) takes the silent r = 512, s = 4 adapter to about half the FFN's output in
+the first block of MiniLM (3 % at 1e-4), and the prefix moves as in prefix tuning (see there); either part alone
+collapses the encoder's output to an input-independent vector within a few steps. So the method declares the
+paper's classification rate, 1e-4, for all its parameters (`learning_rates`); a new task head keeps the task's rate.
+The warm-up is left out.
 """
 
 from __future__ import annotations
@@ -88,6 +99,7 @@ class MAMAdapter(Method):
     update_rule = "Attn(xW_q, [P_k; xW_k], [P_v; xW_v]);  FFN(x) + s · W_up ReLU(W_down x)"
     trainable = "the prefix (and its reparameterisation MLP), the parallel FFN adapters and the task head"
     Options = MAMOptions
+    learning_rates = (("", 1e-4),)  # see the docstring
 
     def inject(self, model: nn.Module, options: MAMOptions) -> None:
         like = next(model.parameters())

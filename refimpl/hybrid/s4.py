@@ -22,6 +22,13 @@ uses the strategy. Layer l of L belongs to the group whose share of the spindle 
 group gets a layer from L = 4 on, the middle groups never have fewer layers than the ends (4 layers: 1, 1, 1, 1;
 6: 1, 2, 2, 1; 12: 2, 4, 4, 2), and a 2-layer model has only the middle groups G2 and G3. The task head is trained
 too (`train_head`).
+
+Learning rate: we could not check the rate in the paper. The prefix groups are Li & Liang's reparameterised
+prefix, which its paper trains at 5·10⁻⁵ (see prefix_tuning): at a task's rate for small new modules (sentiment:
+2e-3) the prefix table collapses the encoder's output to an input-independent vector within a few steps, and S4
+does not learn, while with the prefix kept at its initial value the other strategies train normally at that rate.
+So S4 declares Li & Liang's rate for the prefix's parameters (`learning_rates`); the other strategies and the task
+head keep the task's rate.
 """
 
 from __future__ import annotations
@@ -187,6 +194,7 @@ class S4(Method):
         "per group: adapters after the FFN, a prefix (and its MLP), biases, LoRA on query/value; the head"
     )
     Options = S4Options
+    learning_rates = (("prefix_tuning.", 5e-5),)  # see the docstring
 
     def inject(self, model: nn.Module, options: S4Options) -> None:
         for strategy, layers in strategy_layers(len(named_blocks(model)[1]), options).items():

@@ -8,6 +8,14 @@ Trainable: P' and the reparameterisation MLP while training (the paper found dir
 `fold_reparameterization(model)` then replaces them by the n·L·2·d_kv prefix they produce, which is all that has
 to be stored per task. `reparameterization=False` trains P directly.
 
+Learning rate: the paper trains at 5·10⁻⁵ (§5.3, its default setting; Table 5: 5e-5 or 8e-5), with AdamW and a
+linear schedule. Adam moves every MLP weight by about lr per step, and each entry of P sums hundreds of those
+moves (measured on MiniLM: RMS 90 × lr per step, against 1 × lr for a directly trained P), so the rate a task
+sizes for small new modules (the sentiment task's 2e-3, 40 × the paper's) moves the prefix by ~30 % of the model's
+own value scale per step: the prefix soon outgrows the real keys and values and the encoder's output stops
+depending on its input. So the method declares the paper's rate for its parameters (`learning_rates`), which the
+task loop applies to them while a new task head keeps the task's rate.
+
 How the prefix gets in (our choice, independent of transformers' key/value cache classes): every attention module
 is called on n placeholder rows followed by the real hidden states; forward hooks on its key and value
 projections overwrite the placeholder rows with the prefix, the attention mask is padded to let every query see
@@ -304,6 +312,7 @@ class PrefixTuning(Method):
     update_rule = "Attn(x W_q, [P_k; x W_k], [P_v; x W_v]) in every layer (or those in `layers`),  P = MLP(P') while training"
     trainable = "P' and the reparameterisation MLP (after folding: the prefix P, n × L × 2·d_kv)"
     Options = PrefixTuningLayersOptions
+    learning_rates = (("prefix_tuning.", 5e-5),)  # see the docstring
 
     def inject(self, model: nn.Module, options: PrefixTuningOptions) -> None:
         add_prefix_tuning(model, options, _chosen_layers(options))

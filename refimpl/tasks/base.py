@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -112,14 +112,35 @@ class Fit:
         return statistics.median(self.step_times) if self.step_times else 0.0
 
 
+def parameter_groups(
+    model: nn.Module, lr: float, rates: Mapping[str, float], head: Iterable[nn.Parameter] = ()
+) -> list[dict[str, Any]]:
+    """The trainable parameters of `model` by learning rate: each takes the rate of the longest name prefix in
+    `rates` that it starts with ("" matches all), or `lr` if none does; the `head` parameters always take `lr`."""
+    head_ids = {id(parameter) for parameter in head}
+    prefixes = sorted(rates, key=len, reverse=True)
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            prefix = next((prefix for prefix in prefixes if name.startswith(prefix)), None)
+            rate = lr if prefix is None or id(parameter) in head_ids else rates[prefix]
+            groups.setdefault(rate, []).append(parameter)
+    return [{"params": parameters, "lr": rate} for rate, parameters in groups.items()]
+
+
 def training_step(
-    model: nn.Module, lr: float, loss_of: Callable[[nn.Module, Batch], torch.Tensor] = model_loss
+    model: nn.Module,
+    lr: float,
+    loss_of: Callable[[nn.Module, Batch], torch.Tensor] = model_loss,
+    rates: Mapping[str, float] | None = None,
+    head: Iterable[nn.Parameter] = (),
 ) -> Callable[[Batch], tuple[float, float]]:
-    """One AdamW step on the parameters of `model` that require gradients, as a function of the batch that returns
-    the loss and the step's wall seconds (forward, backward and update). Puts the model in training mode."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    """One AdamW step on the parameters of `model` that require gradients (at `lr`, or as `parameter_groups` says
+    for `rates`), as a function of the batch that returns the loss and the step's wall seconds (forward, backward
+    and update). Puts the model in training mode."""
+    groups = parameter_groups(model, lr, rates or {}, head)
     # fused: one kernel over all parameters instead of a Python loop, which costs more than a small adapter's update
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0, fused=True)
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0, fused=True)
     model.train()
 
     def step(batch: Batch) -> tuple[float, float]:
@@ -140,11 +161,13 @@ def fit(
     lr: float,
     label: str,
     loss_of: Callable[[nn.Module, Batch], torch.Tensor] = model_loss,
+    rates: Mapping[str, float] | None = None,
+    head: Iterable[nn.Parameter] = (),
 ) -> Fit:
-    """Train the parameters of `model` that require gradients with AdamW, showing a progress bar on stderr;
-    a model with none to train (a language model's frozen baseline) takes no steps."""
+    """Train the parameters of `model` that require gradients with AdamW (rates as in `training_step`), showing a
+    progress bar on stderr; a model with none to train (a language model's frozen baseline) takes no steps."""
     trains = any(p.requires_grad for p in model.parameters())
-    step = training_step(model, lr, loss_of) if trains else None
+    step = training_step(model, lr, loss_of, rates, head) if trains else None
     losses, step_times = [], []
     progress = tqdm(range(steps if trains else 0), desc=label, unit="step", leave=False, dynamic_ncols=True)
     for _ in progress:

@@ -101,8 +101,9 @@ def paired_step_times(task: Task, method: str, lr: float, seed: int) -> PairedSt
     same machine state (the first round, which allocates, is dropped). Fresh, so the trained adapter is left as
     it was evaluated and saved; a method whose cost changes as it trains (AutoFreeze, IncreLoRA) is timed as
     it starts."""
+    adapted, rates = adapted_model(task, method, seed), get_method(method).info().learning_rates
     steps = (
-        training_step(adapted_model(task, method, seed), lr, task.loss),
+        training_step(adapted, lr, task.loss, rates, task.head_parameters(adapted)),
         training_step(task.build_model(seed), task.full_lr, task.loss),
     )
     batches = task.train_batches(seed)
@@ -144,6 +145,9 @@ class Outcome:
     task: Task
     steps: int
     lr: float
+    learning_rates: dict[
+        str, float
+    ]  # the method's own rates by parameter-name prefix, where it declares them
     seed: int
     trainable: int
     total: int
@@ -168,6 +172,7 @@ class Outcome:
             "task": self.task.name,
             "steps": self.steps,
             "lr": self.lr,
+            "learning_rates": self.learning_rates,
             "seed": self.seed,
             "trainable": self.trainable,
             "total": self.total,
@@ -210,7 +215,8 @@ def execute(
     start, cpu_start = time.perf_counter(), time.process_time()
     model = adapted_model(task, method, seed)
     trainable, total = trainable_parameters(model)
-    result = fit(model, task.train_batches(seed), steps, lr, method, task.loss)
+    head = task.head_parameters(model)
+    result = fit(model, task.train_batches(seed), steps, lr, method, task.loss, info.learning_rates, head)
     metric = task.evaluate(model)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     memory = peak_memory_mb()
@@ -221,6 +227,7 @@ def execute(
         task,
         steps,
         lr,
+        info.learning_rates,
         seed,
         trainable,
         total,

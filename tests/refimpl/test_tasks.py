@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import refimpl
 from refimpl import RefimplError, get_method, methods, tasks
 from refimpl.core.registry import FOUNDATION_MODELS
-from refimpl.models import minilm
+from refimpl.models import minilm, tiny_bert
 from refimpl.tasks import choose_task
+from refimpl.tasks.base import parameter_groups
 from refimpl.tasks.cache import cache_path, cached_json, cached_tensors
 from refimpl.tasks.digits import SOURCE_CLASSES, TARGET_CLASSES, digits, indices_of, target_indices
 from refimpl.tasks.make_text_dataset import LABELS, generate
@@ -166,3 +168,24 @@ def test_memory_an_earlier_run_freed_leaves_the_resident_set_before_the_next_is_
     release_freed_memory()
     assert resident_mb() < held - 100  # of the ~125 MB freed
     assert pin.sum() == 16
+
+
+def test_a_methods_declared_rates_apply_to_its_parameters_by_name_prefix_and_the_new_head_keeps_the_tasks():
+    model = refimpl.apply(tiny_bert(), "s4", train_head=True)
+    head = [model.classifier.weight, model.classifier.bias]
+    rates = {
+        id(p): group["lr"]
+        for group in parameter_groups(model, 2e-3, {"prefix_tuning.": 5e-5}, head)
+        for p in group["params"]
+    }
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert rates[id(parameter)] == (5e-5 if name.startswith("prefix_tuning.") else 2e-3), name
+    assert set(rates.values()) == {5e-5, 2e-3}
+    everything = parameter_groups(model, 2e-3, {"": 1e-4}, head)
+    assert {group["lr"]: len(group["params"]) for group in everything}[2e-3] == len(head)
+
+
+@pytest.mark.parametrize("method", ["prefix_tuning", "mam_adapter", "s4"])
+def test_prefix_methods_declare_their_papers_rates(method):
+    assert get_method(method).info().learning_rates  # Li & Liang 2021 §5.3; He et al. 2022 Table 8

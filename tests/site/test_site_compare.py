@@ -74,7 +74,10 @@ RESULTS = {
     },
     "runs": [
         run("lora", "sentiment", "bert", 0.27, 0.98, 0.8, merged_inference_vs_base=1.01, lr=0.002),
-        run("bitfit", "sentiment", "bert", 0.09, 0.95, 1.4),  # slower, and bitfit gives no reason
+        # Slower, and bitfit gives no reason; its own parameters at a declared rate.
+        run(
+            "bitfit", "sentiment", "bert", 0.09, 0.95, 1.4, lr=0.002, learning_rates={f"bias{HOSTILE}": 5e-05}
+        ),
         # No direction in the run (an older file): the task's is used.
         run("prompt_tuning", "lm", "gpt2", 0.01, 1.25, 0.9, metric="perplexity", higher_is_better=None),
         run(
@@ -189,6 +192,12 @@ def test_a_method_page_shows_its_bench_row(site: Path) -> None:
         assert figure in measured
     assert "atlas-slower" not in measured
     assert "no task" in _page(site, "methods/vpt")
+
+
+def test_a_methods_own_learning_rates_are_shown_beside_the_tasks(site: Path) -> None:
+    bitfit = _page(site, "methods/bitfit")
+    assert "0.002 (AdamW, 40 steps); <code>bias&lt;script&gt;" in bitfit and "*</code> at 5e-05" in bitfit
+    assert "<script>alert(1)" not in bitfit
 
 
 def test_a_step_slower_than_full_fine_tuning_is_explained_or_flagged(site: Path) -> None:

@@ -55,6 +55,13 @@ class _Record:
             raise BenchFileError(f"{self.path}: {self.where}.{name}: expected a list of strings")
         return None if values is None else tuple(values)
 
+    def rates(self, name: str) -> tuple[tuple[str, float], ...]:
+        """An object of numbers (a method's learning rates by parameter-name prefix) as (key, number) pairs."""
+        values = self.typed(name, (dict,), "an object of numbers") or {}
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()):
+            raise BenchFileError(f"{self.path}: {self.where}.{name}: expected an object of numbers")
+        return tuple(values.items())
+
     def record(self, name: str) -> _Record | None:
         value = self.data.get(name)
         return None if value is None else _Record(self.path, f"{self.where}.{name}", value)
@@ -97,6 +104,7 @@ class Run:
     trainable: float | None = None
     trainable_percent: float | None = None
     lr: float | None = None
+    learning_rates: tuple[tuple[str, float], ...] = ()  # the method's own, by parameter-name prefix
     median_step_s: float | None = None
     step_time_vs_full: float | None = None
     peak_memory_mb: float | None = None
@@ -175,6 +183,7 @@ def _run(record: _Record) -> Run:
         metric=record.text("metric") or "",
         higher_is_better=record.flag("higher_is_better"),
         slower_than_full_fine_tuning=record.text("slower_than_full_fine_tuning"),
+        learning_rates=record.rates("learning_rates"),
         **{name: record.number(name) for name in numbers},
     )
 
