@@ -26,7 +26,7 @@ from ..core.errors import RefimplError
 from ..core.layers import DeltaLinear, new_parameter
 from ..core.registry import Method, register
 from ..core.targeting import linear_dims
-from .krona import KronALinear, balanced_divisor
+from .krona import KronALinear, balanced_divisor, vec_trick_pays
 from .lora import LoRAOptions, lora_targets
 
 
@@ -60,6 +60,8 @@ class LoKrLinear(KronALinear):
         self.scale = options.alpha / options.r
         self.dropout = nn.Dropout(options.dropout) if options.dropout > 0 else nn.Identity()
         self.lokr_w1 = new_parameter(u1, v1, like=base.weight, init="kaiming")
+        # Dropout acts on the branch's input, so with dropout the update must run as a branch.
+        self.factored = options.dropout > 0 or vec_trick_pays(u1, v2)
         self.low_rank = not keeps_w2_whole(options.r, u2, v2)
         if self.low_rank:
             self.lokr_w2_a = new_parameter(u2, options.r, like=base.weight, init="kaiming")

@@ -66,3 +66,14 @@ def test_lokr_matches_peft_in_count_and_outputs(fresh, model_type, r):
     expected = outputs(reference, model_type)
     assert (expected - outputs(fresh(model_type), model_type)).abs().max() > 1e-3
     torch.testing.assert_close(outputs(ours, model_type), expected, rtol=0, atol=1e-5)
+
+
+def test_dropout_on_the_branch_input_keeps_the_update_a_branch(fresh):
+    """Where the vec trick does not pay, ΔW is formed and added to W0; dropout acts on the branch's input, so with
+    it the update must stay a branch (in training mode the two then differ)."""
+    plain = [m for m in refimpl.apply(fresh("llama"), "lokr").modules() if isinstance(m, LoKrLinear)]
+    dropped = [
+        m for m in refimpl.apply(fresh("llama"), "lokr", dropout=0.5).modules() if isinstance(m, LoKrLinear)
+    ]
+    assert not any(layer.factored for layer in plain)  # the tiny model's 32-wide layers: formed ΔW
+    assert all(layer.factored for layer in dropped)
