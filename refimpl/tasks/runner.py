@@ -145,9 +145,8 @@ class Outcome:
     task: Task
     steps: int
     lr: float
-    learning_rates: dict[
-        str, float
-    ]  # the method's own rates by parameter-name prefix, where it declares them
+    # The method's own rates by parameter-name prefix, where it declares them.
+    learning_rates: dict[str, float]
     seed: int
     trainable: int
     total: int
