@@ -74,7 +74,8 @@ def _report(figures: dict[str, Any]) -> list[str]:
         f"first {loss['first']:.4f}, min {loss['min']:.4f}, last {loss['last']:.4f}" if loss else "no steps"
     )
     rates = "".join(
-        f", {prefix or 'its own parameters'}*: {rate:g}" for prefix, rate in f["learning_rates"].items()
+        f", {prefix + '*' if prefix else 'its own parameters'}: {rate:g}"
+        for prefix, rate in f["learning_rates"].items()
     )
     return [
         f"{f['method']} on task {f['task']} (model {f['model']}): {f['steps']} steps, lr {f['lr']:g}{rates}, "
