@@ -7,8 +7,8 @@ Trainable: A and B of every targeted linear layer (by default the attention quer
 LoRA): a1·a2 + b1·b2 parameters per layer, while the Kronecker product can have rank up to rank(A)·rank(B).
 
 Forward without forming A ⊗ B (the "vec trick") where the factors are large enough for it to pay: with x read
-row-major as X ∈ R^{a2×b2}, (A ⊗ B) x is A X Bᵀ read row-major, two small matmuls. A starts Kaiming-uniform and B at zero, so the update starts at zero; A ⊗ B folds into
-W0 after training. Factor shapes: `a1` and `a2` if given, otherwise the divisor of out (in) nearest below its square
+row-major as X ∈ R^{a2×b2}, (A ⊗ B) x is A X Bᵀ read row-major, two small matmuls. A starts Kaiming-uniform and B
+at zero, so the update starts at zero; A ⊗ B folds into W0 after training. Factor shapes: `a1` and `a2` if given, otherwise the divisor of out (in) nearest below its square
 root, so that both factors are about equally small. The scale s defaults to 1 (our choice).
 """
 

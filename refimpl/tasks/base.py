@@ -22,6 +22,11 @@ from tqdm import tqdm
 from ..models.specs import Batch
 from .cache import Tensors, cached_tensors
 
+# The training loop's optimiser settings besides the rate; part of every cache key, since results depend on them.
+# fused: one kernel over all parameters instead of the CPU default, a Python loop that costs more than a small
+# adapter's update.
+ADAMW = {"weight_decay": 0.0, "fused": True}
+
 
 def model_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     """The loss a model computes itself from the batch's `labels` (transformers' convention)."""
@@ -70,7 +75,12 @@ class Task(ABC):
 
     def config(self) -> dict[str, Any]:
         """Everything that determines a result besides method, steps, lr and seed: the key of cached results."""
-        return {"task": self.name, "model_type": self.model_type, "batch_size": self.batch_size}
+        return {
+            "task": self.name,
+            "model_type": self.model_type,
+            "batch_size": self.batch_size,
+            "optimizer": {"AdamW": ADAMW},
+        }
 
     def predict(self, model: nn.Module, batch: Batch) -> Any:
         """One inference forward on a test batch (what merged inference is timed on)."""
@@ -139,8 +149,7 @@ def training_step(
     for `rates`), as a function of the batch that returns the loss and the step's wall seconds (forward, backward
     and update). Puts the model in training mode."""
     groups = parameter_groups(model, lr, rates or {}, head)
-    # fused: one kernel over all parameters instead of a Python loop, which costs more than a small adapter's update
-    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0, fused=True)
+    optimizer = torch.optim.AdamW(groups, lr=lr, **ADAMW)
     model.train()
 
     def step(batch: Batch) -> tuple[float, float]:

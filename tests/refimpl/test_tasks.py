@@ -186,6 +186,13 @@ def test_a_methods_declared_rates_apply_to_its_parameters_by_name_prefix_and_the
     assert {group["lr"]: len(group["params"]) for group in everything}[2e-3] == len(head)
 
 
-@pytest.mark.parametrize("method", ["prefix_tuning", "mam_adapter", "s4"])
-def test_prefix_methods_declare_their_papers_rates(method):
-    assert get_method(method).info().learning_rates  # Li & Liang 2021 §5.3; He et al. 2022 Table 8
+@pytest.mark.parametrize(
+    ("method", "rates"),
+    [  # Li & Liang 2021 §5.3 (prefix tuning; S4's prefix); He et al. 2022 App. A.2, Table 8 (MAM)
+        ("prefix_tuning", {"prefix_tuning.": 5e-5}),
+        ("s4", {"prefix_tuning.": 5e-5}),
+        ("mam_adapter", {"": 1e-4}),
+    ],
+)
+def test_prefix_methods_declare_their_papers_rates(method, rates):
+    assert get_method(method).info().learning_rates == rates
