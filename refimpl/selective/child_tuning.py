@@ -7,7 +7,8 @@ Fine-tuning", EMNLP 2021 (catalogue: child-tuning).
 Only a "child network" of the pretrained weights is updated. We write the update as a delta Δ beside the frozen
 weights of the targeted linear layers (all linear layers of the blocks by default), so it merges into W0.
 Mode "F": a fresh Bernoulli(`reserve_p`) mask multiplies Δ's gradient at every backward pass and the kept
-gradients are scaled by 1/`reserve_p`; every entry of Δ can change over training, so all count as trainable.
+gradients are scaled by 1/`reserve_p` (p_F rounded to a multiple of 1/65,536: the mask comes from 16-bit draws);
+every entry of Δ can change over training, so all count as trainable.
 Mode "D": `compute_child_mask(model, batches, reserve_p)` scores the weights by their empirical Fisher on task
 data and fixes the mask C to the top `reserve_p` fraction over all targeted weights (saved with the adapter); only
 those entries of Δ then act and count. Until it is called, C is all ones (plain delta fine-tuning), as stated.
@@ -30,6 +31,8 @@ from ..core.layers import DeltaLinear, new_parameter
 from ..core.registry import Method, MethodOptions, register
 from ..core.sparse import (
     empirical_fisher,
+    int16_threshold,
+    random_int16,
     targeted_weight_count,
     task_head_size,
     top_k_masks,
@@ -46,11 +49,13 @@ class ChildDeltaLinear(DeltaLinear):
         self.delta = new_parameter(self.out_features, self.in_features, like=base.weight, init="zeros")
         self.register_buffer("child", torch.ones_like(self.delta, requires_grad=False))
         if mode == "F":
+            self.keep_below, self.keep_p = int16_threshold(reserve_p)
             self.delta.register_hook(self._bernoulli_gradient_mask)
 
     def _bernoulli_gradient_mask(self, gradient: torch.Tensor) -> torch.Tensor:
-        keep = torch.rand_like(gradient, dtype=torch.float32) < self.reserve_p
-        return gradient * keep.to(gradient.dtype) / self.reserve_p
+        keep = torch.empty_like(gradient)  # 1 where kept, written straight in the gradient's dtype
+        torch.lt(random_int16(gradient.shape, gradient.device), self.keep_below, out=keep)
+        return keep.mul_(gradient).mul_(1 / self.keep_p)
 
     def delta_weight(self) -> torch.Tensor:
         return self.delta * self.child if self.mode == "D" else self.delta
