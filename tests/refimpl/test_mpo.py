@@ -9,7 +9,15 @@ import pytest
 import torch
 
 import refimpl
-from refimpl.reparameterization.mpo import MPOLinear, mpo_contract, mpo_decompose, split_evenly
+from refimpl.reparameterization.mpo import (
+    MPOLinear,
+    MPOOptions,
+    auxiliary_count,
+    mpo_contract,
+    mpo_decompose,
+    site_sizes,
+    split_evenly,
+)
 
 from .conftest import tiny_batch, train_steps
 
@@ -17,6 +25,11 @@ from .conftest import tiny_batch, train_steps
 def test_index_sizes_multiply_back_to_the_dimension():
     assert split_evenly(96, 5) == [4, 3, 2, 2, 2] and math.prod(split_evenly(768, 5)) == 768
     assert split_evenly(16, 5) == [2, 2, 2, 2, 1]
+
+
+def test_the_largest_index_sits_at_the_central_site_so_the_auxiliary_tensors_stay_small():
+    assert site_sizes(1536, 5) == [4, 4, 6, 4, 4] and site_sizes(384, 5) == [3, 4, 4, 4, 2]
+    assert auxiliary_count(1536, 384, MPOOptions()) < 0.1 * 1536 * 384  # evenly in order: 27%
 
 
 @pytest.mark.parametrize(
