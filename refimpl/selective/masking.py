@@ -23,6 +23,8 @@ exactly, since one of the two terms is zero for every entry).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
@@ -35,6 +37,23 @@ from ..core.sparse import targeted_weight_count, task_head_size, train_task_head
 from ..core.targeting import Targets
 
 
+class StraightThroughMask(torch.autograd.Function):
+    """W0 ⊙ 1[S > τ] forward; backward ∂L/∂S = ∂L/∂W ⊙ W0, the straight-through estimator (the mask's gradient
+    passed on as the scores'). One weight-sized pass each way, where composing it from autograd ops took five."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Tensor:
+        ctx.save_for_backward(weight)
+        kept = torch.empty_like(weight)
+        torch.gt(scores, threshold, out=kept)  # 1 where kept, written in the weight's dtype
+        return kept.mul_(weight)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:
+        (weight,) = ctx.saved_tensors
+        return None, grad * weight, None
+
+
 class MaskedLinear(DeltaLinear):
     """A frozen linear layer whose weight is multiplied by a binary mask thresholded from learned scores."""
 
@@ -45,19 +64,17 @@ class MaskedLinear(DeltaLinear):
         with torch.no_grad():
             self.scores.fill_(initial_score)
 
-    def mask(self) -> torch.Tensor:
-        """The binary mask in the forward pass; its gradient passes straight through to the scores."""
-        hard = (self.scores > self.threshold).to(self.scores.dtype)
-        return hard + self.scores - self.scores.detach()
+    def masked_weight(self) -> torch.Tensor:
+        """W0 ⊙ M, with the mask's gradient passed straight through to the scores."""
+        return StraightThroughMask.apply(weight_out_in(self.base), self.scores, self.threshold)
 
     def delta_weight(self) -> torch.Tensor:
-        return weight_out_in(self.base) * (self.mask() - 1)
+        return self.masked_weight() - weight_out_in(self.base)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base(x)
-        weight = weight_out_in(self.base) * self.mask().to(x.dtype)
-        return F.linear(x, weight, self.base.bias)
+        return F.linear(x, self.masked_weight().to(x.dtype), self.base.bias)
 
     @torch.no_grad()
     def merge(self) -> None:
