@@ -8,7 +8,7 @@
     refimpl.save_adapter(model, "adapter/"); refimpl.load_adapter(fresh_base, "adapter/")
 """
 
-from .core.api import apply, is_adapted, merge, remove, trainable_parameters, unmerge
+from .core.api import apply, is_adapted, merge, remove, trainable_parameters, training_callback, unmerge
 from .core.errors import RefimplError
 from .core.persistence import load_adapter, save_adapter
 from .core.registry import MethodInfo, get_method, methods
@@ -27,5 +27,6 @@ __all__ = [
     "remove",
     "save_adapter",
     "trainable_parameters",
+    "training_callback",
     "unmerge",
 ]

@@ -205,6 +205,15 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in model.parameters() if p.requires_grad), total
 
 
+def training_callback(model: nn.Module) -> Callable[[], object] | None:
+    """A fresh callback for one training run of `model`, to call after every backward pass and before the
+    optimiser step, if its method needs one (AutoFreeze's freezing schedule); None otherwise."""
+    if not is_adapted(model):
+        return None
+    state = state_of(model)
+    return state.method.training_callback(model, state.options)
+
+
 def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """What an adapter file holds: trainable parameters, and parameters or persistent buffers the method added."""
     state = state_of(model)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -84,6 +85,11 @@ class Method:
     def expected_trainable(self, model: nn.Module, options: MethodOptions) -> int:
         """The paper's closed-form trainable-parameter count for this (not yet adapted) model and configuration."""
         raise NotImplementedError
+
+    def training_callback(self, model: nn.Module, options: MethodOptions) -> Callable[[], object] | None:
+        """What a training loop must call after each backward pass, before the optimiser step, when the method's
+        training is more than the optimiser's (AutoFreeze freezes blocks on a schedule); None for most methods."""
+        return None
 
     def trainable_count(self, model: nn.Module) -> int:
         """Trainable parameters as the paper counts them (sparse methods override: only the unmasked entries)."""

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..core.api import training_callback
 from ..models.specs import Batch
 from .cache import Tensors, cached_tensors
 
@@ -146,10 +147,11 @@ def training_step(
     head: Iterable[nn.Parameter] = (),
 ) -> Callable[[Batch], tuple[float, float]]:
     """One AdamW step on the parameters of `model` that require gradients (at `lr`, or as `parameter_groups` says
-    for `rates`), as a function of the batch that returns the loss and the step's wall seconds (forward, backward
-    and update). Puts the model in training mode."""
+    for `rates`), as a function of the batch that returns the loss and the step's wall seconds (forward, backward,
+    the method's training callback if it has one, and update). Puts the model in training mode."""
     groups = parameter_groups(model, lr, rates or {}, head)
     optimizer = torch.optim.AdamW(groups, lr=lr, **ADAMW)
+    after_backward = training_callback(model)
     model.train()
 
     def step(batch: Batch) -> tuple[float, float]:
@@ -157,6 +159,8 @@ def training_step(
         optimizer.zero_grad()
         loss = loss_of(model, batch)
         loss.backward()
+        if after_backward is not None:
+            after_backward()
         optimizer.step()
         return loss.item(), time.perf_counter() - start
 

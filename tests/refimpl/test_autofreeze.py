@@ -7,6 +7,7 @@ import torch
 import refimpl
 from refimpl.models import tiny_bert
 from refimpl.selective.autofreeze import AutoFreezeCallback, blocks_to_freeze
+from refimpl.tasks.base import training_step
 
 from .conftest import tiny_batch
 
@@ -45,3 +46,17 @@ def test_training_with_the_callback_freezes_a_prefix_of_blocks_that_then_stays_b
     ]
     for index, saved in snapshots.items():
         assert all(torch.equal(a, b) for a, b in zip(saved, blocks[index].parameters(), strict=True))
+
+
+def test_the_task_loop_runs_the_schedule_as_the_methods_training_callback():
+    model = refimpl.apply(tiny_bert(layers=4), "autofreeze", interval=2, percentile=100)
+    step = training_step(model, lr=1e-3)
+    for _ in range(4):  # the first check only records; the second freezes every block but the last
+        step(tiny_batch("bert"))
+    frozen = [all(not p.requires_grad for p in block.parameters()) for block in model.bert.encoder.layer]
+    assert frozen == [True, True, True, False]
+
+
+def test_methods_trained_by_their_optimiser_alone_have_no_training_callback():
+    assert refimpl.training_callback(refimpl.apply(tiny_bert(), "lora")) is None
+    assert refimpl.training_callback(tiny_bert()) is None
