@@ -11,12 +11,13 @@
 from .core.api import apply, is_adapted, merge, remove, trainable_parameters, training_callback, unmerge
 from .core.errors import RefimplError
 from .core.persistence import load_adapter, save_adapter
-from .core.registry import MethodInfo, get_method, methods
+from .core.registry import MethodInfo, TrainingCallback, get_method, methods
 from .planned import planned_methods
 
 __all__ = [
     "MethodInfo",
     "RefimplError",
+    "TrainingCallback",
     "apply",
     "get_method",
     "is_adapted",

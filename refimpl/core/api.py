@@ -19,7 +19,7 @@ from torch import nn
 
 from .errors import RefimplError
 from .layers import AdapterLayer
-from .registry import Method, MethodOptions, get_method
+from .registry import Method, MethodOptions, TrainingCallback, get_method
 from .targeting import task_head_parameters
 
 STATE_ATTRIBUTE = "refimpl_state"
@@ -205,9 +205,9 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in model.parameters() if p.requires_grad), total
 
 
-def training_callback(model: nn.Module) -> Callable[[], object] | None:
-    """A fresh callback for one training run of `model`, to call after every backward pass and before the
-    optimiser step, if its method needs one (AutoFreeze's freezing schedule); None otherwise."""
+def training_callback(model: nn.Module) -> TrainingCallback | None:
+    """A fresh `TrainingCallback` for one training run of `model`, if its method's training is more than its
+    optimiser's (AutoFreeze's freezing schedule, IncreLoRA's rank growth, ...); None otherwise."""
     if not is_adapted(model):
         return None
     state = state_of(model)

@@ -23,6 +23,15 @@ CATEGORIES = ("selective", "additive", "prompt", "reparameterization", "hybrid")
 FOUNDATION_MODELS = ("LLM", "VFM", "VLM", "MFM", "VGM")
 
 
+@dataclass(frozen=True)
+class TrainingCallback:
+    """A method's work in each training step beyond its optimiser's, for the training loop to call: `after_backward`
+    once the gradients are in (to read or rescale them), `after_step` once the optimiser has moved the parameters."""
+
+    after_backward: Callable[[], object] | None = None
+    after_step: Callable[[], object] | None = None
+
+
 class MethodOptions(BaseModel):
     """Base of every method's options: unknown options are errors, values are validated on assignment."""
 
@@ -86,9 +95,9 @@ class Method:
         """The paper's closed-form trainable-parameter count for this (not yet adapted) model and configuration."""
         raise NotImplementedError
 
-    def training_callback(self, model: nn.Module, options: MethodOptions) -> Callable[[], object] | None:
-        """What a training loop must call after each backward pass, before the optimiser step, when the method's
-        training is more than the optimiser's (AutoFreeze freezes blocks on a schedule); None for most methods."""
+    def training_callback(self, model: nn.Module, options: MethodOptions) -> TrainingCallback | None:
+        """A fresh callback for one training run, when the method's training is more than its optimiser's
+        (AutoFreeze freezes blocks, IncreLoRA grows ranks, ...); None for most methods."""
         return None
 
     def trainable_count(self, model: nn.Module) -> int:

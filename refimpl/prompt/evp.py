@@ -8,13 +8,14 @@ border holds only the prompt. Trainable: the border prompt v (same count as VP's
 the paper borrows from adversarial-example optimisation are here too: input diversity (option
 `input_diversity`: with that probability per training batch, the prompted image is resized by a random factor
 up to 1.1, placed at a random offset on a zero canvas and resized back) and gradient normalisation
-(`normalize_prompt_gradient`, to call between `backward()` and the optimiser step). On the tiny 16-pixel
-images the default border p = 2 keeps about the share of prompted pixels of VP's 30-pixel border on 224-pixel
+(`normalize_prompt_gradient`, between `backward()` and the optimiser step; it is the method's training callback,
+which the task loop calls). On the tiny 16-pixel images the default border p = 2 keeps about the share of prompted pixels of VP's 30-pixel border on 224-pixel
 images; the prompt starts from N(0, 1) like VP's.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -23,7 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from ..core.api import attach_module
-from ..core.registry import Method, MethodOptions, register
+from ..core.registry import Method, MethodOptions, TrainingCallback, register
 from .vp import BorderPrompt, image_shape, transform_pixels
 
 DIVERSITY_SCALE = 1.1  # largest random enlargement of the input-diversity transform
@@ -88,6 +89,9 @@ class EVP(Method):
             return prompted
 
         transform_pixels(model, enhance)
+
+    def training_callback(self, model: nn.Module, options: EVPOptions) -> TrainingCallback:
+        return TrainingCallback(after_backward=functools.partial(normalize_prompt_gradient, model))
 
     def expected_trainable(self, model: nn.Module, options: EVPOptions) -> int:
         channels, side = image_shape(model)

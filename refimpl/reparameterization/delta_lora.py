@@ -14,8 +14,8 @@ and therefore training, is the same, since W0 x + ΔW_acc x = (W0 + ΔW_acc) x; 
 the adapter file carries ΔW_acc (a full out × in matrix per layer, which Delta-LoRA needs by design), merging folds
 W0 + ΔW_acc + (alpha/r) BA, and `remove` gives back the untouched W0.
 
-The update runs in a training callback, `DeltaLoRAUpdater(model, lambda_, start_step).step()`, called right after
-`optimizer.step()`. λ (`update_ratio`) and K (`start_step`) default to 2 and 500: our choice in the range the
+The update runs in the method's training callback (`refimpl.training_callback(model)`, which the task loop calls: a
+`DeltaLoRAUpdater(model, lambda_, start_step)` whose `step()` runs right after `optimizer.step()`). λ (`update_ratio`) and K (`start_step`) default to 2 and 500: our choice in the range the
 paper explores, not values checked against its hyper-parameter tables.
 """
 
@@ -28,7 +28,7 @@ from torch import nn
 
 from ..core.api import state_of
 from ..core.errors import RefimplError
-from ..core.registry import Method, register
+from ..core.registry import Method, TrainingCallback, register
 from .lora import LoRALinear, LoRAOptions, inject_lora_layers, lora_parameter_count
 
 
@@ -108,6 +108,9 @@ class DeltaLoRA(Method):
 
     def inject(self, model: nn.Module, options: DeltaLoRAOptions) -> None:
         inject_lora_layers(model, options, DeltaLoRALinear)
+
+    def training_callback(self, model: nn.Module, options: DeltaLoRAOptions) -> TrainingCallback:
+        return TrainingCallback(after_step=DeltaLoRAUpdater(model).step)
 
     def expected_trainable(self, model: nn.Module, options: DeltaLoRAOptions) -> int:
         return lora_parameter_count(model, options)

@@ -13,8 +13,9 @@ zero gradients and stay untouched, and the count is that of the active ones, r Â
 counts. Storage is allocated up to `max_rank` so the optimiser and the adapter file keep fixed shapes; the mask m is
 a persistent buffer, so a saved adapter keeps its grown ranks.
 
-Growth runs in a training callback, `IncreLoRAScheduler(model, interval, budget).step()`, called after
-`loss.backward()` and before the gradients are cleared. Simplified: no orthogonality regulariser on A and B (AdaLoRA's)
+Growth runs in the method's training callback (`refimpl.training_callback(model)`, which the task loop calls; an
+`IncreLoRAScheduler(model, interval, budget)` whose `step()` runs after `loss.backward()` and before the gradients
+are cleared): by default one component every 10 steps (ours) until every layer is at `max_rank`. Simplified: no orthogonality regulariser on A and B (AdaLoRA's)
 and no warm-up of new components; the scale s = alpha / max_rank stays fixed as ranks grow.
 """
 
@@ -27,7 +28,7 @@ from torch import nn
 from ..core.api import replace_module
 from ..core.errors import RefimplError
 from ..core.layers import new_parameter
-from ..core.registry import Method, register
+from ..core.registry import Method, TrainingCallback, register
 from ..core.targeting import linear_dims
 from .lora import LoRALinear, LoRAOptions, lora_targets
 
@@ -80,6 +81,10 @@ class IncreLoRAOptions(LoRAOptions):
     r: int = Field(1, gt=0, description="initial rank of every layer")
     max_rank: int = Field(8, gt=0, description="the most rank-1 components a layer can grow to")
     alpha: float = Field(8.0, gt=0, description="the update is scaled by alpha / max_rank")
+    growth_interval: int = Field(10, gt=0, description="training steps between growths (ours)")
+    growth_budget: int | None = Field(
+        None, ge=0, description="rank-1 components added in all; None: until every layer is at max_rank"
+    )
 
     @model_validator(mode="after")
     def _initial_rank_fits(self) -> IncreLoRAOptions:
@@ -152,6 +157,17 @@ class IncreLoRA(Method):
         for name, module in lora_targets(model, options):
             layer = IncreLoRALinear(module, options.r, options.max_rank, options.alpha, options.dropout)
             replace_module(model, name, layer)
+
+    def training_callback(self, model: nn.Module, options: IncreLoRAOptions) -> TrainingCallback:
+        layers = sum(isinstance(m, IncreLoRALinear) for m in model.modules())
+        budget = (
+            (options.max_rank - options.r) * layers
+            if options.growth_budget is None
+            else options.growth_budget
+        )
+        return TrainingCallback(
+            after_backward=IncreLoRAScheduler(model, options.growth_interval, budget).step
+        )
 
     def expected_trainable(self, model: nn.Module, options: IncreLoRAOptions) -> int:
         return sum(options.r * (sum(linear_dims(module)) + 1) for _, module in lora_targets(model, options))

@@ -8,9 +8,10 @@ Trainable: per targeted linear layer, `num_experts` LoRA experts (A_i r × in, B
 output starts at the base model's) and the router W_g (num_experts × in, no bias).
 
 The paper's two ingredients:
-- the Riemannian (scaled-GD) preconditioner of each expert's factors, applied to the gradients by
-  `RiemannianPreconditioner(model, delta).step()` between `loss.backward()` and `optimizer.step()`; it works with
-  any optimiser, as the paper does with SGD and AdamW;
+- the Riemannian (scaled-GD) preconditioner of each expert's factors, applied to the gradients by the method's
+  training callback (`refimpl.training_callback(model)`, which the task loop calls: a
+  `RiemannianPreconditioner(model, delta)` whose `step()` runs between `loss.backward()` and `optimizer.step()`);
+  it works with any optimiser, as the paper does with SGD and AdamW;
 - gate rescaling: the gate g_i also scales the gradient reaching expert i, which distorts the preconditioned step,
   so the backward pass sends √g_i instead of g_i to the expert (the forward value stays g_i · E_i, and the router
   still gets E_i). Option `gate_rescaled_backward` (on by default) turns it on.
@@ -29,7 +30,7 @@ from torch import nn
 from ..core.api import replace_module
 from ..core.errors import RefimplError
 from ..core.layers import AdapterLayer, new_parameter
-from ..core.registry import Method, register
+from ..core.registry import Method, TrainingCallback, register
 from ..core.targeting import linear_dims
 from .lora import LoRALinear, LoRAOptions, lora_targets
 
@@ -38,6 +39,9 @@ class MoELoRAOptions(LoRAOptions):  # r, alpha, dropout and target_modules apply
     num_experts: int = Field(4, gt=0, description="LoRA experts per layer")
     top_k: int = Field(2, gt=0, description="experts mixed per token (gates renormalised over them)")
     gate_rescaled_backward: bool = Field(True, description="send √g instead of g to the experts' gradients")
+    preconditioner_delta: float | None = Field(
+        1e-2, gt=0, description="δ of the Riemannian preconditioner (ours); None trains without it"
+    )
 
     @model_validator(mode="after")
     def _top_k_fits(self) -> MoELoRAOptions:
@@ -142,6 +146,12 @@ class MoELoRA(Method):
     def inject(self, model: nn.Module, options: MoELoRAOptions) -> None:
         for name, module in lora_targets(model, options):
             replace_module(model, name, MoELoRALinear(module, options))
+
+    def training_callback(self, model: nn.Module, options: MoELoRAOptions) -> TrainingCallback | None:
+        if options.preconditioner_delta is None:
+            return None
+        preconditioner = RiemannianPreconditioner(model, options.preconditioner_delta)
+        return TrainingCallback(after_backward=preconditioner.step)
 
     def expected_trainable(self, model: nn.Module, options: MoELoRAOptions) -> int:
         return sum(

@@ -17,15 +17,13 @@ keep training (the paper also caches frozen blocks' activations, which we do not
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from pydantic import Field
 from torch import nn
 
 from ..core.architectures import named_blocks
 from ..core.errors import RefimplError
-from ..core.registry import Method, MethodOptions, register
+from ..core.registry import Method, MethodOptions, TrainingCallback, register
 
 
 class AutoFreezeOptions(MethodOptions):
@@ -101,8 +99,10 @@ class AutoFreeze(Method):
         for parameter in model.parameters():
             parameter.requires_grad_(True)
 
-    def training_callback(self, model: nn.Module, options: AutoFreezeOptions) -> Callable[[], int]:
-        return AutoFreezeCallback(model, options.interval, options.percentile).step
+    def training_callback(self, model: nn.Module, options: AutoFreezeOptions) -> TrainingCallback:
+        return TrainingCallback(
+            after_backward=AutoFreezeCallback(model, options.interval, options.percentile).step
+        )
 
     def expected_trainable(self, model: nn.Module, options: AutoFreezeOptions) -> int:
         return sum(p.numel() for p in model.parameters())

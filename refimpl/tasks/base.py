@@ -20,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..core.api import training_callback
+from ..core.registry import TrainingCallback
 from ..models.specs import Batch
 from .cache import Tensors, cached_tensors
 
@@ -148,10 +149,10 @@ def training_step(
 ) -> Callable[[Batch], tuple[float, float]]:
     """One AdamW step on the parameters of `model` that require gradients (at `lr`, or as `parameter_groups` says
     for `rates`), as a function of the batch that returns the loss and the step's wall seconds (forward, backward,
-    the method's training callback if it has one, and update). Puts the model in training mode."""
+    and update, with the method's training callback if it has one). Puts the model in training mode."""
     groups = parameter_groups(model, lr, rates or {}, head)
     optimizer = torch.optim.AdamW(groups, lr=lr, **ADAMW)
-    after_backward = training_callback(model)
+    callback = training_callback(model) or TrainingCallback()
     model.train()
 
     def step(batch: Batch) -> tuple[float, float]:
@@ -159,9 +160,11 @@ def training_step(
         optimizer.zero_grad()
         loss = loss_of(model, batch)
         loss.backward()
-        if after_backward is not None:
-            after_backward()
+        if callback.after_backward is not None:
+            callback.after_backward()
         optimizer.step()
+        if callback.after_step is not None:
+            callback.after_step()
         return loss.item(), time.perf_counter() - start
 
     return step

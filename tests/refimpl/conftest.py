@@ -12,6 +12,7 @@ from torch import nn
 from transformers.utils import logging
 
 from refimpl.models import TINY_MODELS, Batch, tiny_model
+from refimpl.tasks.base import model_loss, training_step
 
 logging.set_verbosity_error()
 torch.set_num_threads(1)  # pytest-xdist runs one worker per core
@@ -28,18 +29,11 @@ def train_steps(
     batch: Batch,
     steps: int,
     lr: float = 1e-2,
-    loss: Callable[[nn.Module, Batch], torch.Tensor] = lambda model, batch: model(**batch).loss,
+    loss: Callable[[nn.Module, Batch], torch.Tensor] = model_loss,
 ) -> list[float]:
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        optimizer.zero_grad()
-        value = loss(model, batch)
-        value.backward()
-        optimizer.step()
-        losses.append(value.item())
+    """`steps` steps of the project's training loop on one batch: AdamW, with the method's training callback."""
+    step = training_step(model, lr, loss)
+    losses = [step(batch)[0] for _ in range(steps)]
     model.eval()
     return losses
 

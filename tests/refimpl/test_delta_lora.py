@@ -10,7 +10,7 @@ import refimpl
 from refimpl.core.layers import weight_out_in
 from refimpl.reparameterization.delta_lora import DeltaLoRALinear, DeltaLoRAUpdater
 
-from .conftest import tiny_batch
+from .conftest import tiny_batch, train_steps
 
 
 def layers_of(model):
@@ -74,3 +74,9 @@ def test_the_updater_refuses_a_model_without_delta_lora_layers(fresh):
     model = refimpl.apply(fresh("gpt2"), "lora")
     with pytest.raises(refimpl.RefimplError, match="delta_lora"):
         DeltaLoRAUpdater(model)
+
+
+def test_the_training_loop_moves_w_through_the_methods_callback(fresh):
+    model = refimpl.apply(fresh("gpt2"), "delta_lora", start_step=0)
+    train_steps(model, tiny_batch("gpt2"), steps=2)
+    assert any(layer.accumulated_delta.abs().sum() > 0 for layer in layers_of(model).values())

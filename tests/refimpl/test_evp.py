@@ -9,6 +9,8 @@ import torch.nn.functional as F
 import refimpl
 from refimpl.prompt.evp import normalize_prompt_gradient
 
+from .conftest import tiny_batch
+
 
 def seen_images(model, pixels):
     seen = []
@@ -46,3 +48,10 @@ def test_input_diversity_randomises_training_forwards_only(fresh, batch_for):
     assert any(not torch.equal(trained[0], other) for other in trained[1:])
     model.eval()
     assert torch.equal(seen_images(model, pixels), seen_images(model, pixels))
+
+
+def test_gradient_normalisation_is_the_methods_training_callback(fresh):
+    model = refimpl.apply(fresh("vit"), "evp")
+    model(**tiny_batch("vit")).loss.backward()
+    refimpl.training_callback(model).after_backward()
+    assert torch.isclose(model.enhanced_visual_prompt.values.grad.norm(), torch.tensor(1.0))

@@ -9,7 +9,7 @@ import torch
 import refimpl
 from refimpl.reparameterization.increlora import IncreLoRALinear, IncreLoRAScheduler
 
-from .conftest import tiny_batch
+from .conftest import tiny_batch, train_steps
 
 
 def ranks(model):
@@ -86,3 +86,9 @@ def test_a_saved_adapter_keeps_its_grown_ranks(fresh, tmp_path):
 def test_an_initial_rank_above_max_rank_is_refused(fresh):
     with pytest.raises(refimpl.RefimplError, match="max_rank"):
         refimpl.apply(fresh("gpt2"), "increlora", r=9, max_rank=8)
+
+
+def test_the_training_loop_grows_ranks_through_the_methods_callback(fresh):
+    model = refimpl.apply(fresh("gpt2"), "increlora", r=1, max_rank=4, growth_interval=2, growth_budget=3)
+    train_steps(model, tiny_batch("gpt2"), steps=8)  # four growth points, a budget of three
+    assert sum(ranks(model)) == len(ranks(model)) + 3

@@ -11,7 +11,7 @@ from torch import nn
 import refimpl
 from refimpl.reparameterization.moe_lora import MoELoRALinear, MoELoRAOptions, RiemannianPreconditioner
 
-from .conftest import tiny_batch
+from .conftest import tiny_batch, train_steps
 
 
 def expert_layer(seed: int = 0, **options) -> MoELoRALinear:
@@ -88,3 +88,15 @@ def test_the_preconditioner_needs_low_rank_factors_and_a_positive_delta(fresh):
 def test_top_k_above_the_number_of_experts_is_refused(fresh):
     with pytest.raises(refimpl.RefimplError, match="top_k"):
         refimpl.apply(fresh("gpt2"), "moe_lora", num_experts=2, top_k=3)
+
+
+def test_the_training_loop_preconditions_through_the_methods_callback(fresh):
+    batch = tiny_batch("bert")
+    trained = {}
+    for delta in (1e-2, None):
+        torch.manual_seed(0)
+        model = refimpl.apply(fresh("bert"), "moe_lora", preconditioner_delta=delta)
+        assert (refimpl.training_callback(model) is None) == (delta is None)
+        train_steps(model, batch, steps=2)
+        trained[delta] = torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad])
+    assert not torch.allclose(trained[1e-2], trained[None])
