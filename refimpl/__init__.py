@@ -8,15 +8,25 @@
     refimpl.save_adapter(model, "adapter/"); refimpl.load_adapter(fresh_base, "adapter/")
 """
 
-from .core.api import apply, is_adapted, merge, remove, trainable_parameters, training_callback, unmerge
+from .core.api import (
+    apply,
+    is_adapted,
+    merge,
+    prepare,
+    remove,
+    trainable_parameters,
+    training_callback,
+    unmerge,
+)
 from .core.errors import RefimplError
 from .core.persistence import load_adapter, save_adapter
-from .core.registry import MethodInfo, TrainingCallback, get_method, methods
+from .core.registry import MethodInfo, TaskData, TrainingCallback, get_method, methods
 from .planned import planned_methods
 
 __all__ = [
     "MethodInfo",
     "RefimplError",
+    "TaskData",
     "TrainingCallback",
     "apply",
     "get_method",
@@ -25,6 +35,7 @@ __all__ = [
     "merge",
     "methods",
     "planned_methods",
+    "prepare",
     "remove",
     "save_adapter",
     "trainable_parameters",

@@ -19,7 +19,7 @@ from torch import nn
 
 from .errors import RefimplError
 from .layers import AdapterLayer
-from .registry import Method, MethodOptions, TrainingCallback, get_method
+from .registry import Method, MethodOptions, TaskData, TrainingCallback, get_method
 from .targeting import task_head_parameters
 
 STATE_ATTRIBUTE = "refimpl_state"
@@ -203,6 +203,12 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
             own = state.method.trainable_count(model)
         return own + sum(p.numel() for p in head), state.method.total_count(model, total)
     return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+
+
+def prepare(model: nn.Module, data: TaskData) -> None:
+    """Let the method of `model` set itself up on task data before training (see `Method.prepare`)."""
+    state = state_of(model)
+    state.method.prepare(model, state.options, data)
 
 
 def training_callback(model: nn.Module) -> TrainingCallback | None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
@@ -21,6 +22,17 @@ from .errors import RefimplError
 
 CATEGORIES = ("selective", "additive", "prompt", "reparameterization", "hybrid")
 FOUNDATION_MODELS = ("LLM", "VFM", "VLM", "MFM", "VGM")
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """What a method may use to prepare itself on a task before training (FISH's Fisher mask, LT-SFT's first
+    phase): fresh streams of the task's training batches, its training loss, and the task's pre-trained model after
+    full fine-tuning (a fresh one, trained by the task's full fine-tuning recipe, on each call)."""
+
+    batches: Callable[[], Iterator[dict[str, Any]]]
+    loss: Callable[[nn.Module, dict[str, Any]], torch.Tensor]
+    fine_tuned: Callable[[], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,10 @@ class Method:
     def expected_trainable(self, model: nn.Module, options: MethodOptions) -> int:
         """The paper's closed-form trainable-parameter count for this (not yet adapted) model and configuration."""
         raise NotImplementedError
+
+    def prepare(self, model: nn.Module, options: MethodOptions, data: TaskData) -> None:
+        """Set-up that needs task data, after `inject` and before training (FISH scores weights by their Fisher
+        information); nothing for most methods. `run` and `bench` call it, through `refimpl.prepare`."""
 
     def training_callback(self, model: nn.Module, options: MethodOptions) -> TrainingCallback | None:
         """A fresh callback for one training run, when the method's training is more than its optimiser's

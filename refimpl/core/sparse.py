@@ -16,8 +16,9 @@ methods that sample a mask or gate every step (Child-Tuning_F, diff pruning).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -31,6 +32,7 @@ from .registry import Method, MethodOptions
 from .targeting import Targets, find_targets, linear_dims, task_head_parameters
 
 STORE_NAME = "sparse_delta"
+FISHER_EXAMPLES = 256  # task examples the empirical Fisher of FISH and Child-Tuning_D is taken on (ours)
 
 
 class SparseDeltaStore(nn.Module):
@@ -132,6 +134,23 @@ def select_top_k(model: nn.Module, scores: Sequence[torch.Tensor]) -> torch.Tens
     chosen = flat.topk(store.values.numel()).indices
     store.install(chosen)
     return chosen
+
+
+def single_examples(batches: Iterator[dict[str, Any]], count: int) -> Iterator[dict[str, Any]]:
+    """The first `count` examples of `batches`, one per batch: what the per-example empirical Fisher needs."""
+    produced = 0
+    for batch in batches:
+        size = next(value for value in batch.values() if torch.is_tensor(value)).shape[0]
+        for index in range(size):
+            if produced == count:
+                return
+            yield {
+                key: value[index : index + 1]
+                if torch.is_tensor(value) and value.shape[:1] == (size,)
+                else value
+                for key, value in batch.items()
+            }
+            produced += 1
 
 
 def random_int16(shape: torch.Size, device: torch.device) -> torch.Tensor:

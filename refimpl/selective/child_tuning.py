@@ -11,7 +11,9 @@ gradients are scaled by 1/`reserve_p` (p_F rounded to a multiple of 1/65,536: th
 every entry of Δ can change over training, so all count as trainable.
 Mode "D": `compute_child_mask(model, batches, reserve_p)` scores the weights by their empirical Fisher on task
 data and fixes the mask C to the top `reserve_p` fraction over all targeted weights (saved with the adapter); only
-those entries of Δ then act and count. Until it is called, C is all ones (plain delta fine-tuning), as stated.
+those entries of Δ then act and count. Until it is called, C is all ones (plain delta fine-tuning), as stated. The
+method's `prepare` (run by `run` and `bench` before training) calls it on the task's first 256 training examples,
+one at a time, as FISH does.
 The task head is trained densely, as in the paper. Default `reserve_p` = 0.3 is ours, within the range the paper
 explores; the paper also masks biases and norms, which we leave frozen.
 """
@@ -28,11 +30,13 @@ from torch import nn
 from ..core.api import state_of
 from ..core.errors import RefimplError
 from ..core.layers import DeltaLinear, new_parameter
-from ..core.registry import Method, MethodOptions, register
+from ..core.registry import Method, MethodOptions, TaskData, register
 from ..core.sparse import (
+    FISHER_EXAMPLES,
     empirical_fisher,
     int16_threshold,
     random_int16,
+    single_examples,
     targeted_weight_count,
     task_head_size,
     top_k_masks,
@@ -118,6 +122,10 @@ class ChildTuning(Method):
             lambda module: ChildDeltaLinear(module, options.mode, options.reserve_p),
         )
         train_task_head(model, options.train_head)
+
+    def prepare(self, model: nn.Module, options: ChildTuningOptions, data: TaskData) -> None:
+        if options.mode == "D":
+            compute_child_mask(model, single_examples(data.batches(), FISHER_EXAMPLES))
 
     def expected_trainable(self, model: nn.Module, options: ChildTuningOptions) -> int:
         # Mode D before `compute_child_mask`: the child is every weight (stated in the module docstring).

@@ -8,8 +8,10 @@ plus the task head, trained densely because it is new. Merging adds the k values
 
 `apply` builds the sparse delta with a fixed-seed random choice of positions (the paper's random-mask
 baseline); `compute_fisher_mask(model, batches)` then computes the empirical Fisher on task data and installs the
-top-k mask, which is saved with the adapter. Simplification: the paper scores every parameter; we score the
-weights of the targeted linear layers (all linear layers of the blocks by default).
+top-k mask, which is saved with the adapter. The method's `prepare` (run by `run` and `bench` before training)
+does so on the task's first `FISHER_EXAMPLES` (256, ours) training examples, one at a time. Simplification: the
+paper scores every parameter; we score the weights of the targeted linear layers (all linear layers of the blocks
+by default).
 """
 
 from __future__ import annotations
@@ -21,8 +23,16 @@ from torch import nn
 
 from ..core.api import state_of
 from ..core.errors import RefimplError
-from ..core.registry import register
-from ..core.sparse import SparseDeltaMethod, empirical_fisher, select_top_k, sparse_layers
+from ..core.registry import TaskData, register
+from ..core.sparse import (
+    FISHER_EXAMPLES,
+    SparseDeltaMethod,
+    SparseDeltaOptions,
+    empirical_fisher,
+    select_top_k,
+    single_examples,
+    sparse_layers,
+)
 
 
 def compute_fisher_mask(
@@ -56,3 +66,6 @@ class FishMask(SparseDeltaMethod):
     )
     trainable = "k = keep_ratio × (targeted weights) sparse delta values, and the task head"
     # Options: SparseDeltaOptions, whose keep_ratio defaults to 0.5%, Table 1's figure for FISH.
+
+    def prepare(self, model: nn.Module, options: SparseDeltaOptions, data: TaskData) -> None:
+        compute_fisher_mask(model, single_examples(data.batches(), FISHER_EXAMPLES))

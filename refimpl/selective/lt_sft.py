@@ -10,7 +10,8 @@ their deltas, and the delta merges into the weights.
 Phase 1 is ordinary full fine-tuning of a copy of the model; `select_lottery_ticket(model, finetuned)` takes its
 state dict (or, with `are_deltas=True`, the differences θ1 − θ0 under the same names), keeps the K most changed
 targeted weights and restarts the delta at zero, i.e. from the original values. Before it is called, the
-positions are a fixed-seed random choice. The default `keep_ratio` (1%) is ours, inside the 0.16%–8% range
+positions are a fixed-seed random choice. The method's `prepare` (run by `run` and `bench` before training) runs
+phase 1 as the task's full fine-tuning reference and selects the ticket from it. The default `keep_ratio` (1%) is ours, inside the 0.16%–8% range
 Table 1 of the survey reports. Simplifications: only linear-layer weights are candidates (the paper also
 considers other parameters), and the paper's optional regularisation towards θ0 is left out.
 """
@@ -26,7 +27,7 @@ from transformers.pytorch_utils import Conv1D
 
 from ..core.api import state_of
 from ..core.errors import RefimplError
-from ..core.registry import register
+from ..core.registry import TaskData, register
 from ..core.sparse import SparseDeltaMethod, SparseDeltaOptions, select_top_k, sparse_layers
 
 
@@ -72,3 +73,6 @@ class LtSft(SparseDeltaMethod):
     update_rule = "θ = θ0 + Δ,  Δ non-zero only on the top-K of |θ_fully-tuned − θ0|"
     trainable = "K = keep_ratio × (targeted weights) sparse delta values, and the task head"
     Options = LtSftOptions
+
+    def prepare(self, model: nn.Module, options: LtSftOptions, data: TaskData) -> None:
+        select_lottery_ticket(model, data.fine_tuned().state_dict())

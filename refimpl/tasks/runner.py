@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.api import apply, merge, trainable_parameters
-from ..core.registry import MethodInfo, get_method
+from ..core.api import apply, merge, prepare, trainable_parameters
+from ..core.registry import MethodInfo, TaskData, get_method
 from . import Task, choose_task
 from .base import Fit, fit, training_step
 from .cache import cached_json
@@ -62,6 +62,24 @@ def _train_reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, 
     trainable, total = trainable_parameters(model)
     fit(model, task.train_batches(seed), steps, task.full_lr if kind == FULL else task.lr, kind, task.loss)
     return {"metric": task.evaluate(model), "trainable": trainable, "total": total}
+
+
+def task_data(task: Task, steps: int, seed: int) -> TaskData:
+    """The task's data for a method's `prepare`; its fine-tuned model is trained as the full fine-tuning reference."""
+
+    def fine_tuned() -> nn.Module:
+        model = task.build_model(seed)
+        fit(
+            model,
+            task.train_batches(seed),
+            steps,
+            task.full_lr,
+            f"{FULL} (for the method's preparation)",
+            task.loss,
+        )
+        return model
+
+    return TaskData(lambda: task.train_batches(seed), task.loss, fine_tuned)
 
 
 def reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, Any]:
@@ -204,7 +222,8 @@ def execute(
     seed: int = 0,
     lr: float | None = None,
 ) -> Outcome:
-    """Adapt the task's pre-trained model with `method` (default options), train it and score it."""
+    """Adapt the task's pre-trained model with `method` (default options), prepare it on the task's training data
+    where the method needs that (`Method.prepare`), train it and score it; wall time and memory include both."""
     info = get_method(method).info()
     task = choose_task(info, model_type, task_name)
     steps = task.steps if steps is None else steps
@@ -213,6 +232,7 @@ def execute(
     memory_source = reset_peak_memory()
     start, cpu_start = time.perf_counter(), time.process_time()
     model = adapted_model(task, method, seed)
+    prepare(model, task_data(task, steps, seed))
     trainable, total = trainable_parameters(model)
     head = task.head_parameters(model)
     result = fit(model, task.train_batches(seed), steps, lr, method, task.loss, info.learning_rates, head)

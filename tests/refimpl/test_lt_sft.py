@@ -6,8 +6,10 @@ import pytest
 import torch
 
 import refimpl
+from refimpl.core.registry import TaskData
 from refimpl.models import tiny_gpt2
 from refimpl.selective.lt_sft import select_lottery_ticket
+from refimpl.tasks.base import model_loss
 
 from .conftest import tiny_batch, train_steps
 
@@ -45,3 +47,15 @@ def test_deltas_give_the_same_ticket_as_the_finetuned_state_and_a_wrong_k_is_ref
     assert torch.equal(select_lottery_ticket(model, deltas, are_deltas=True), from_state)
     with pytest.raises(refimpl.RefimplError, match="K ="):
         select_lottery_ticket(model, finetuned, k=3)
+
+
+def test_prepare_runs_phase_one_as_the_tasks_full_fine_tuning_and_keeps_its_ticket():
+    finetuned = fully_finetuned()
+    model = tiny_gpt2()  # phase 1 of `prepare`: the task's fine-tuned model, here the same three steps
+    model.load_state_dict(finetuned)
+    data = TaskData(batches=lambda: iter([]), loss=model_loss, fine_tuned=lambda: model)
+    prepared = refimpl.apply(tiny_gpt2(), "lt_sft")
+    refimpl.prepare(prepared, data)
+    expected = refimpl.apply(tiny_gpt2(), "lt_sft")
+    select_lottery_ticket(expected, finetuned)
+    assert torch.equal(prepared.sparse_delta.indices, expected.sparse_delta.indices)

@@ -18,7 +18,7 @@ from refimpl.tasks.base import parameter_groups
 from refimpl.tasks.cache import cache_path, cached_json, cached_tensors
 from refimpl.tasks.digits import SOURCE_CLASSES, TARGET_CLASSES, digits, indices_of, target_indices
 from refimpl.tasks.make_text_dataset import LABELS, generate
-from refimpl.tasks.runner import PairedSteps, learning_rate, release_freed_memory
+from refimpl.tasks.runner import PairedSteps, execute, learning_rate, release_freed_memory
 from refimpl.tasks.sentiment import examples
 
 
@@ -196,3 +196,9 @@ def test_a_methods_declared_rates_apply_to_its_parameters_by_name_prefix_and_the
 )
 def test_prefix_methods_declare_their_papers_rates(method, rates):
     assert get_method(method).info().learning_rates == rates
+
+
+def test_run_prepares_a_method_on_the_tasks_training_data_before_training():
+    outcome = execute("dam_vp", steps=1)  # prepare fits the clusters; without it every centroid stays zero
+    centroids = outcome.model.diverse_prompts.centroids
+    assert centroids.abs().sum() > 0 and len(set(map(tuple, centroids.tolist()))) == len(centroids)
