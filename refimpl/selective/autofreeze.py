@@ -57,10 +57,9 @@ class AutoFreezeCallback:
     def step(self) -> int:
         """Record this step's gradients; every `interval` steps, maybe freeze. Returns the frozen-block count."""
         for index in range(self.frozen, len(self.blocks)):
-            squares = sum(
-                p.grad.float().pow(2).sum() for p in self.blocks[index].parameters() if p.grad is not None
-            )
-            self.accumulated[index] += float(squares) ** 0.5
+            grads = [p.grad for p in self.blocks[index].parameters() if p.grad is not None]
+            norms = [torch.linalg.vector_norm(grad, dtype=torch.float32) for grad in grads]  # one pass each
+            self.accumulated[index] += torch.linalg.vector_norm(torch.stack(norms)).item() if norms else 0.0
         self.steps += 1
         if self.steps % self.interval == 0:
             if self.previous is not None:
