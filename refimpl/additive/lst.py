@@ -11,7 +11,12 @@ are detached: no gradient flows through the backbone, so training stores no back
 (the paper's memory saving). Trainable: the side blocks, D_0..D_L, the gates α, U and the task head.
 Simplified: the side blocks are generic pre-norm transformer blocks (causal for decoders), randomly
 initialised rather than from the pruned backbone, and no side layers are dropped; the side network sees only
-the tokens of the current call, so incremental decoding with a key-value cache is not supported.
+the tokens of the current call, so incremental decoding with a key-value cache is not supported. What the
+authors' released code does instead (github.com/ylsung/Ladder-Side-Tuning, read for these facts): side blocks of
+the backbone's own block class with every width divided by r and as many heads; weights from the backbone pruned
+by Fisher information on task data, each matrix keeping the rows with the largest L1 norm of their scores (query,
+key and value chosen jointly) and the columns that the previous matrix kept; layer norms cut to match; samplers
+drawn from N(0, 0.01²); and, in its GLUE scripts, every fourth side layer dropped.
 
 Initialisation (ours): the paper starts the side network from the pruned backbone's weights, so its first output
 already depends on the input the way the backbone does. Random blocks do not: their random attention output and
