@@ -8,7 +8,10 @@ Trainable: the n soft prompt vectors only (n·d), as in prompt tuning; what chan
 with whatever self-supervised batches it is given: causal-LM batches, or the paper's sentence-pair task built by
 `next_sentence_pairs` (three classes: next segment, same document, other document, for a 3-label classifier).
 Save the result with `refimpl.save_adapter`; `init_from=<that folder>` starts a downstream prompt from it.
-Without `init_from` the prompt starts from sampled vocabulary embeddings (prompt tuning's default).
+Without `init_from` the prompt starts from sampled vocabulary embeddings (prompt tuning's default), and the
+method's `prepare` (run by `run` and `bench` before training) pre-trains it for `SOURCE_STEPS` (200, ours: as many
+as the tiny language models' own pre-training) steps on the unlabelled text the task's backbone was pre-trained on,
+where the task has such text (the generation task's product statements, as causal-LM batches).
 
 Note: `init_from` must still be readable when an adapter saved with it is loaded again, because loading
 re-applies the method with its options before copying the trained prompt in.
@@ -16,6 +19,7 @@ re-applies the method with its options before copying the trained prompt in.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Mapping
 
@@ -29,11 +33,12 @@ from ..core.architectures import hidden_size
 from ..core.errors import RefimplError
 from ..core.persistence import WEIGHTS_FILE, read_adapter_config
 from ..core.prompting import prepend_prompt, sample_vocabulary_rows
-from ..core.registry import Method, MethodOptions, register
+from ..core.registry import Method, MethodOptions, TaskData, register
 from .prompt_tuning import SoftPrompt
 
 # The name under which prompt_tuning, PPT and SPoT adapters store their prompt.
 PROMPT_TENSOR = "soft_prompt.embedding"
+SOURCE_STEPS = 200  # pre-training steps of the prompt in `prepare`
 # The suite's BERT is a sequence classifier reading position 0, where prepend_prompt puts a prompt token: every
 # example then gets the same output and the loss cannot move beyond noise (reported to the core owner).
 PREPENDED_PROMPT_MODELS = ("gpt2", "llama")
@@ -141,6 +146,10 @@ class PPT(Method):
 
     def inject(self, model: nn.Module, options: TransferredPromptOptions) -> None:
         attach_initialised_prompt(model, options)
+
+    def prepare(self, model: nn.Module, options: TransferredPromptOptions, data: TaskData) -> None:
+        if options.init_from is None and data.source_batches is not None:
+            pretrain_prompt(model, itertools.islice(data.source_batches(), SOURCE_STEPS), SOURCE_STEPS)
 
     def expected_trainable(self, model: nn.Module, options: TransferredPromptOptions) -> int:
         return options.prompt_length * hidden_size(model)

@@ -4,7 +4,10 @@
     source:  P_s = argmin_P L_source(f([P; E(x)]))        target:  prompt tuning with P initialised to P_s
 
 Trainable: the target's n soft prompt vectors (n·d). The source prompt is learned with plain prompt tuning (or this
-method without `init_from`) on a source task, saved with `refimpl.save_adapter`, and passed as `init_from`.
+method without `init_from`) on a source task, saved with `refimpl.save_adapter`, and passed as `init_from`. Without
+it, `prepare` (PPT's, run by `run` and `bench`) trains the source prompt on the one source task the shipped tasks
+offer, language modelling of the generation backbone's pre-training text; that is PPT's pre-training there too, so
+on that task SPoT and PPT are the same run.
 To choose a source, SPoT reads prompts as task embeddings: `task_similarity` gives the paper's two scores (cosine
 of the average prompt tokens; average cosine over all token pairs) and `rank_sources` orders candidate source
 prompts by similarity to a (briefly trained) target prompt.

@@ -66,6 +66,11 @@ class Task(ABC):
     def score(self, model: nn.Module, batches: list[Batch]) -> float:
         """The task metric of `model` on `batches`."""
 
+    def source_batches(self, seed: int) -> Iterator[Batch] | None:
+        """An endless stream of the unlabelled batches the backbone was pre-trained on, for methods that pre-train
+        on them (PPT's prompt); None where the task has none to offer."""
+        return None
+
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The training loss on one batch."""
         return model_loss(model, batch)

@@ -66,15 +66,16 @@ class Generation(Task):
     def build_model(self, seed: int) -> nn.Module:
         """The pre-trained language model; it has no new head, so `seed` does not change it."""
         model = tiny_model(self.model_type, **SIZES, seed=PRETRAIN["seed"])
-        source = texts(SOURCE_DOMAIN, "train") + texts(SOURCE_DOMAIN, "test")
-        batches = shuffled_batches(
-            len(source),
-            PRETRAIN["batch_size"],
-            PRETRAIN["seed"],
-            lambda rows: encode([source[i] for i in rows]),
-        )
+        batches = self.source_batches(PRETRAIN["seed"])
         model.load_state_dict(pretrained_weights(f"{self.model_type}-lm", self.config(), model, batches))
         return model.eval()
+
+    def source_batches(self, seed: int) -> Iterator[Batch]:
+        """The product statements the model is pre-trained on, shuffled by `seed`."""
+        source = texts(SOURCE_DOMAIN, "train") + texts(SOURCE_DOMAIN, "test")
+        return shuffled_batches(
+            len(source), PRETRAIN["batch_size"], seed, lambda rows: encode([source[i] for i in rows])
+        )
 
     def train_batches(self, seed: int) -> Iterator[Batch]:
         train = texts(TARGET_DOMAIN, "train")

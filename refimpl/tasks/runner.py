@@ -79,7 +79,8 @@ def task_data(task: Task, steps: int, seed: int) -> TaskData:
         )
         return model
 
-    return TaskData(lambda: task.train_batches(seed), task.loss, fine_tuned)
+    source = None if task.source_batches(seed) is None else lambda: task.source_batches(seed)
+    return TaskData(lambda: task.train_batches(seed), task.loss, fine_tuned, source)
 
 
 def reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, Any]:

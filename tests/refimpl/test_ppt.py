@@ -6,8 +6,12 @@ import pytest
 import torch
 
 import refimpl
-from refimpl.models import tiny_model
-from refimpl.prompt.ppt import next_sentence_pairs, pretrain_prompt
+from refimpl.core.registry import TaskData
+from refimpl.models import tiny_gpt2, tiny_model
+from refimpl.prompt.ppt import SOURCE_STEPS, next_sentence_pairs, pretrain_prompt
+from refimpl.tasks.base import model_loss
+
+from .conftest import tiny_batch
 
 LENGTH = 8
 
@@ -48,3 +52,33 @@ def test_pretraining_refuses_a_model_without_a_soft_prompt():
     model = refimpl.apply(tiny_model("gpt2"), "p_tuning", prompt_length=LENGTH)
     with pytest.raises(refimpl.RefimplError, match="pretrain_prompt"):
         pretrain_prompt(model, [], steps=1)
+
+
+@pytest.mark.parametrize("method", ["ppt", "spot"])
+def test_prepare_pretrains_the_prompt_on_the_tasks_source_text_unless_one_is_given(method, tmp_path):
+    source = [tiny_batch("gpt2", seed=s) for s in range(3)]
+    data = TaskData(
+        batches=lambda: iter([]), loss=model_loss, fine_tuned=tiny_gpt2, source_batches=lambda: iter(source)
+    )
+    torch.manual_seed(0)
+    prepared = refimpl.apply(tiny_gpt2(), method, prompt_length=LENGTH)
+    start = prepared.soft_prompt.embedding.detach().clone()
+    refimpl.prepare(prepared, data)
+    torch.manual_seed(0)
+    expected = refimpl.apply(tiny_gpt2(), method, prompt_length=LENGTH)
+    pretrain_prompt(expected, source, steps=SOURCE_STEPS)
+    assert torch.equal(prepared.soft_prompt.embedding, expected.soft_prompt.embedding)
+    assert not torch.equal(prepared.soft_prompt.embedding, start)
+    refimpl.save_adapter(prepared, tmp_path)
+    given = refimpl.apply(tiny_gpt2(), method, prompt_length=LENGTH, init_from=str(tmp_path))
+    kept = given.soft_prompt.embedding.detach().clone()
+    refimpl.prepare(given, data)  # a prompt passed as init_from is the source: nothing to pre-train
+    assert torch.equal(given.soft_prompt.embedding, kept)
+
+
+def test_tasks_without_pretraining_text_leave_the_prompt_as_drawn():
+    data = TaskData(batches=lambda: iter([]), loss=model_loss, fine_tuned=tiny_gpt2)
+    model = refimpl.apply(tiny_gpt2(), "ppt", prompt_length=LENGTH)
+    start = model.soft_prompt.embedding.detach().clone()
+    refimpl.prepare(model, data)
+    assert torch.equal(model.soft_prompt.embedding, start)
