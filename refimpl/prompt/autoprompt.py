@@ -21,10 +21,15 @@ On a sequence classifier (BertForSequenceClassification, as in the suite and the
 head to verbalise through, so the classifier's label scores are the prediction: the adapted model's `logits` are
 `label_logits`. The model's own head is left out of the loss (the core still unfreezes it with `train_head`; it gets
 no gradient). Training only fits the classifier: the triggers change only when `search_triggers` is called.
+The method's `prepare` (run by `run` and `bench` before training) does the paper's two stages on the first
+`SEARCH_BATCHES` (4) training batches: it fits the classifier on the initial triggers (`fit_classifier`,
+`CLASSIFIER_STEPS` = 20 Adam steps at 1e-2), then searches each trigger position twice with 10 candidates; training
+then fits the classifier to the found triggers. These counts are ours.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -34,8 +39,11 @@ from torch import nn
 from ..core.api import add_hook, attach_module, state_of
 from ..core.architectures import hidden_size
 from ..core.errors import RefimplError
-from ..core.registry import Method, MethodOptions, register
+from ..core.registry import Method, MethodOptions, TaskData, register
 from .pet import add_cloze
+
+SEARCH_BATCHES = 4  # training batches the search scores candidates on, in `prepare`
+CLASSIFIER_STEPS = 20  # steps fitting the classifier before the search, in `prepare`
 
 
 class AutoPromptOptions(MethodOptions):
@@ -95,6 +103,11 @@ class AutoPrompt(Method):
         add_cloze(model, state.pattern, state.scores, hidden_states=True)
         add_hook(model, model.register_forward_hook(_predict_with_label_scores, with_kwargs=True))
 
+    def prepare(self, model: nn.Module, options: AutoPromptOptions, data: TaskData) -> None:
+        batches = list(itertools.islice(data.batches(), SEARCH_BATCHES))
+        fit_classifier(model, batches, CLASSIFIER_STEPS)
+        search_triggers(model, batches, iterations=2 * len(options.triggers))
+
     def expected_trainable(self, model: nn.Module, options: AutoPromptOptions) -> int:
         return (hidden_size(model) + 1) * _labels(model, options)
 
@@ -136,6 +149,24 @@ def _loss_and_trigger_gradient(
     finally:
         handle.remove()
     return total, gradient
+
+
+def fit_classifier(
+    model: nn.Module, batches: list[Mapping[str, torch.Tensor]], steps: int, lr: float = 1e-2
+) -> list[float]:
+    """Fit the label classifier alone on the current triggers (Adam, cycling through `batches`, dropout off), so
+    that a trigger search scores candidates with a classifier that has learned something; returns the losses."""
+    classifier = _autoprompt(model).classifier
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    model.eval()
+    for step in range(steps):
+        optimizer.zero_grad()
+        loss = model(**batches[step % len(batches)]).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
 
 
 @torch.no_grad()

@@ -6,7 +6,15 @@ from __future__ import annotations
 import torch
 
 import refimpl
-from refimpl.prompt.autoprompt import search_triggers, select_label_tokens
+from refimpl.core.registry import TaskData
+from refimpl.prompt.autoprompt import (
+    CLASSIFIER_STEPS,
+    SEARCH_BATCHES,
+    fit_classifier,
+    search_triggers,
+    select_label_tokens,
+)
+from refimpl.tasks.base import model_loss
 
 from .conftest import train_steps
 from .test_pet import MASK, few_shot_task, tiny_masked_lm
@@ -78,3 +86,15 @@ def test_a_sequence_classifier_predicts_with_the_trained_label_scores(fresh, bat
     assert output.logits.shape == (len(batch["labels"]), model.config.num_labels)
     torch.testing.assert_close(output.logits, output.label_logits, rtol=0, atol=0)
     assert model.classifier.weight.grad is None  # the model's own head is not what AutoPrompt trains
+
+
+def test_prepare_fits_the_classifier_then_searches_every_trigger_twice_on_the_tasks_batches():
+    data = TaskData(batches=lambda: iter(batches() * 8), loss=model_loss, fine_tuned=tiny_masked_lm)
+    prepared, expected = adapted(), adapted()
+    refimpl.prepare(prepared, data)
+    fitted = fit_classifier(expected, batches() * SEARCH_BATCHES, CLASSIFIER_STEPS)
+    assert fitted[-1] < fitted[0]
+    search_triggers(expected, batches() * SEARCH_BATCHES, iterations=6)
+    assert torch.equal(prepared.autoprompt.trigger_ids, expected.autoprompt.trigger_ids)
+    assert torch.equal(prepared.autoprompt.classifier.weight, expected.autoprompt.classifier.weight)
+    assert prepared.autoprompt.trigger_ids.tolist() != [MASK] * 3
