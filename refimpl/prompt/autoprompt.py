@@ -40,6 +40,7 @@ from ..core.api import add_hook, attach_module, state_of
 from ..core.architectures import hidden_size
 from ..core.errors import RefimplError
 from ..core.registry import Method, MethodOptions, TaskData, register
+from ..core.training import optimise
 from .pet import add_cloze
 
 SEARCH_BATCHES = 4  # training batches the search scores candidates on, in `prepare`
@@ -156,17 +157,7 @@ def fit_classifier(
 ) -> list[float]:
     """Fit the label classifier alone on the current triggers (Adam, cycling through `batches`, dropout off), so
     that a trigger search scores candidates with a classifier that has learned something; returns the losses."""
-    classifier = _autoprompt(model).classifier
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=0.0)
-    losses = []
-    model.eval()
-    for step in range(steps):
-        optimizer.zero_grad()
-        loss = model(**batches[step % len(batches)]).loss
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+    return optimise(model, _autoprompt(model).classifier.parameters(), batches, steps, lr, dropout=False)
 
 
 @torch.no_grad()

@@ -34,6 +34,7 @@ from ..core.errors import RefimplError
 from ..core.persistence import WEIGHTS_FILE, read_adapter_config
 from ..core.prompting import prepend_prompt, sample_vocabulary_rows
 from ..core.registry import Method, MethodOptions, TaskData, register
+from ..core.training import optimise
 from .prompt_tuning import SoftPrompt
 
 # The name under which prompt_tuning, PPT and SPoT adapters store their prompt.
@@ -88,20 +89,7 @@ def pretrain_prompt(
         "spot",
     ):
         raise RefimplError("pretrain_prompt needs a model adapted with ppt, spot or prompt_tuning")
-    optimizer = torch.optim.AdamW([model.soft_prompt.embedding], lr=lr, weight_decay=0.0, fused=True)
-    losses: list[float] = []
-    model.train()
-    cycle = list(batches)
-    if not cycle or steps <= 0:
-        raise RefimplError("pretrain_prompt needs at least one batch and steps > 0")
-    for step in range(steps):
-        optimizer.zero_grad()
-        loss = model(**cycle[step % len(cycle)]).loss
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
+    return optimise(model, [model.soft_prompt.embedding], batches, steps, lr)
 
 
 def next_sentence_pairs(
