@@ -87,7 +87,7 @@ RESULTS = {
             0.3,
             0.97,
             1.6,
-            slower_than_full_fine_tuning=f"Dequantises {HOSTILE}",
+            slower_than_full_fine_tuning=f"dequantises {HOSTILE}",  # a clause, shown as a sentence
         ),
         run(GHOST, "sentiment", "bert", 2.0, 1.0, 1.0),
         {"method": "vpt", "error": f"no task {HOSTILE}"},
@@ -205,7 +205,8 @@ def test_a_step_slower_than_full_fine_tuning_is_explained_or_flagged(site: Path)
     assert "atlas-slower--unexplained" in bitfit and "1.40×" in bitfit
     qlora = _page(site, "methods/qlora")
     assert "atlas-slower--unexplained" not in qlora
-    assert "May be slower than full fine-tuning" in qlora and "Dequantises" in qlora and "1.60×" in qlora
+    assert "May be slower than full fine-tuning" in qlora and "Dequantises" in qlora
+    assert "alert(2)&gt;. Measured step: 1.60× full fine-tuning" in qlora
     compare = _page(site, "methods/compare")
     bitfit_row = re.search(r'<tr data-method="bitfit".*?</tr>', compare, re.DOTALL).group(0)
     assert "no reason given" in bitfit_row
