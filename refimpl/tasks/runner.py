@@ -69,14 +69,7 @@ def task_data(task: Task, steps: int, seed: int) -> TaskData:
 
     def fine_tuned() -> nn.Module:
         model = task.build_model(seed)
-        fit(
-            model,
-            task.train_batches(seed),
-            steps,
-            task.full_lr,
-            f"{FULL} (for the method's preparation)",
-            task.loss,
-        )
+        fit(model, task.train_batches(seed), steps, task.full_lr, f"{FULL} (for the preparation)", task.loss)
         return model
 
     source = None if task.source_batches(seed) is None else lambda: task.source_batches(seed)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from transformers.utils import logging
 
+from refimpl.core.registry import TaskData
 from refimpl.models import TINY_MODELS, Batch, tiny_model
 from refimpl.tasks.base import model_loss, training_step
 
@@ -36,6 +37,24 @@ def train_steps(
     losses = [step(batch)[0] for _ in range(steps)]
     model.eval()
     return losses
+
+
+def task_data(
+    batches: list[Batch] = (),
+    fine_tuned: Callable[[], nn.Module] | None = None,
+    source_batches: list[Batch] | None = None,
+) -> TaskData:
+    """Task data over fixed batches for a method's `prepare`; a part the test does not give fails if used."""
+
+    def missing(*_: object) -> Any:
+        raise AssertionError("prepare used task data the test did not give")
+
+    return TaskData(
+        batches=lambda: iter(batches),
+        loss=model_loss,
+        fine_tuned=fine_tuned or missing,
+        source_batches=None if source_batches is None else lambda: iter(source_batches),
+    )
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 
 import refimpl
-from refimpl.core.registry import TaskData
 from refimpl.prompt.autoprompt import (
     CLASSIFIER_STEPS,
     SEARCH_BATCHES,
@@ -14,9 +13,8 @@ from refimpl.prompt.autoprompt import (
     search_triggers,
     select_label_tokens,
 )
-from refimpl.tasks.base import model_loss
 
-from .conftest import train_steps
+from .conftest import task_data, train_steps
 from .test_pet import MASK, few_shot_task, tiny_masked_lm
 
 
@@ -89,7 +87,7 @@ def test_a_sequence_classifier_predicts_with_the_trained_label_scores(fresh, bat
 
 
 def test_prepare_fits_the_classifier_then_searches_every_trigger_twice_on_the_tasks_batches():
-    data = TaskData(batches=lambda: iter(batches() * 8), loss=model_loss, fine_tuned=tiny_masked_lm)
+    data = task_data(batches() * 8)
     prepared, expected = adapted(), adapted()
     refimpl.prepare(prepared, data)
     fitted = fit_classifier(expected, batches() * SEARCH_BATCHES, CLASSIFIER_STEPS)

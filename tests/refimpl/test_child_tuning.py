@@ -5,13 +5,11 @@ from __future__ import annotations
 import torch
 
 import refimpl
-from refimpl.core.registry import TaskData
 from refimpl.core.sparse import empirical_fisher
 from refimpl.models import tiny_bert
 from refimpl.selective.child_tuning import child_layers, compute_child_mask
-from refimpl.tasks.base import model_loss
 
-from .conftest import tiny_batch, train_steps
+from .conftest import task_data, tiny_batch, train_steps
 
 
 def test_mode_f_keeps_a_fraction_p_of_the_gradient_scaled_by_one_over_p():
@@ -44,7 +42,7 @@ def test_mode_d_trains_exactly_the_top_fisher_fraction():
 def test_prepare_fixes_mode_ds_child_from_the_tasks_training_examples():
     batch = tiny_batch("bert", batch=4)
     model = refimpl.apply(tiny_bert(), "child_tuning", mode="D", reserve_p=0.1, train_head=False)
-    refimpl.prepare(model, TaskData(batches=lambda: iter([batch]), loss=model_loss, fine_tuned=tiny_bert))
+    refimpl.prepare(model, task_data([batch]))
     assert refimpl.trainable_parameters(model)[0] == round(
         0.1 * sum(m.delta.numel() for m in child_layers(model))
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 
 import refimpl
-from refimpl.core.registry import TaskData
 from refimpl.prompt.dam_vp import (
     fit_clusters,
     frozen_features,
@@ -15,9 +14,8 @@ from refimpl.prompt.dam_vp import (
     prompt_loss,
     reptile_step,
 )
-from refimpl.tasks.base import model_loss
 
-from .conftest import tiny_batch
+from .conftest import task_data, tiny_batch
 
 
 def two_groups(count: int = 6) -> torch.Tensor:
@@ -73,7 +71,7 @@ def test_an_adapter_file_carries_the_fitted_centroids(fresh, tmp_path):
 def test_prepare_fits_the_clusters_on_the_tasks_training_images(fresh):
     model = refimpl.apply(fresh("vit"), "dam_vp", clusters=2)
     batch = tiny_batch("vit", batch=8)
-    refimpl.prepare(model, TaskData(batches=lambda: iter([batch]), loss=model_loss, fine_tuned=lambda: None))
+    refimpl.prepare(model, task_data([batch]))
     expected = kmeans(frozen_features(model, batch["pixel_values"]).float(), 2, seed=0)
     torch.testing.assert_close(
         model.diverse_prompts.centroids, expected.to(model.diverse_prompts.centroids.dtype)

@@ -64,3 +64,21 @@ def test_a_pruned_adapter_loads_back_pruned(tmp_path):
     batch = tiny_batch("bert")
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, model(**batch).logits)
+
+
+def test_in_training_the_loss_carries_lambda_times_the_expected_l0_until_the_diff_is_finalized():
+    batch = tiny_batch("bert")
+    losses = {}
+    for weight in (0.0, 1e-3):
+        model = refimpl.apply(tiny_bert(), "diff_pruning", l0_lambda=weight, log_alpha_init=0.5)
+        model.train()
+        torch.manual_seed(0)
+        losses[weight] = model(**batch).loss
+    torch.testing.assert_close(losses[1e-3] - losses[0.0], 1e-3 * l0_penalty(model))
+    model.eval()
+    with torch.no_grad():
+        plain = model(**batch).loss
+        finalize_diff(model, 0.01)
+        model.train()
+        torch.manual_seed(0)
+        assert torch.equal(model(**batch).loss, plain)  # finalized: fixed mask, no gates, no penalty

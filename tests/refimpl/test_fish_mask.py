@@ -5,12 +5,10 @@ from __future__ import annotations
 import torch
 
 import refimpl
-from refimpl.core.registry import TaskData
 from refimpl.models import tiny_bert
 from refimpl.selective.fish_mask import compute_fisher_mask
-from refimpl.tasks.base import model_loss
 
-from .conftest import tiny_batch, train_steps
+from .conftest import task_data, tiny_batch, train_steps
 
 TARGETS = ["query", "value"]
 
@@ -50,7 +48,7 @@ def test_training_changes_only_the_k_masked_weights_and_merge_writes_exactly_the
 
 def test_prepare_installs_the_fisher_mask_of_the_tasks_training_examples_one_at_a_time():
     batch = tiny_batch("bert", batch=4)
-    data = TaskData(batches=lambda: iter([batch]), loss=model_loss, fine_tuned=tiny_bert)
+    data = task_data([batch])
     prepared = refimpl.apply(tiny_bert(), "fish_mask", keep_ratio=0.01, target_modules=TARGETS)
     refimpl.prepare(prepared, data)
     expected = refimpl.apply(tiny_bert(), "fish_mask", keep_ratio=0.01, target_modules=TARGETS)

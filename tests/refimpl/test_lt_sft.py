@@ -6,12 +6,10 @@ import pytest
 import torch
 
 import refimpl
-from refimpl.core.registry import TaskData
 from refimpl.models import tiny_gpt2
 from refimpl.selective.lt_sft import select_lottery_ticket
-from refimpl.tasks.base import model_loss
 
-from .conftest import tiny_batch, train_steps
+from .conftest import task_data, tiny_batch, train_steps
 
 
 def fully_finetuned():
@@ -53,7 +51,7 @@ def test_prepare_runs_phase_one_as_the_tasks_full_fine_tuning_and_keeps_its_tick
     finetuned = fully_finetuned()
     model = tiny_gpt2()  # phase 1 of `prepare`: the task's fine-tuned model, here the same three steps
     model.load_state_dict(finetuned)
-    data = TaskData(batches=lambda: iter([]), loss=model_loss, fine_tuned=lambda: model)
+    data = task_data(fine_tuned=lambda: model)
     prepared = refimpl.apply(tiny_gpt2(), "lt_sft")
     refimpl.prepare(prepared, data)
     expected = refimpl.apply(tiny_gpt2(), "lt_sft")

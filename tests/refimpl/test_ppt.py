@@ -6,12 +6,10 @@ import pytest
 import torch
 
 import refimpl
-from refimpl.core.registry import TaskData
 from refimpl.models import tiny_gpt2, tiny_model
 from refimpl.prompt.ppt import SOURCE_STEPS, next_sentence_pairs, pretrain_prompt
-from refimpl.tasks.base import model_loss
 
-from .conftest import tiny_batch
+from .conftest import task_data, tiny_batch
 
 LENGTH = 8
 
@@ -57,9 +55,7 @@ def test_pretraining_refuses_a_model_without_a_soft_prompt():
 @pytest.mark.parametrize("method", ["ppt", "spot"])
 def test_prepare_pretrains_the_prompt_on_the_tasks_source_text_unless_one_is_given(method, tmp_path):
     source = [tiny_batch("gpt2", seed=s) for s in range(3)]
-    data = TaskData(
-        batches=lambda: iter([]), loss=model_loss, fine_tuned=tiny_gpt2, source_batches=lambda: iter(source)
-    )
+    data = task_data(source_batches=source)
     torch.manual_seed(0)
     prepared = refimpl.apply(tiny_gpt2(), method, prompt_length=LENGTH)
     start = prepared.soft_prompt.embedding.detach().clone()
@@ -77,7 +73,7 @@ def test_prepare_pretrains_the_prompt_on_the_tasks_source_text_unless_one_is_giv
 
 
 def test_tasks_without_pretraining_text_leave_the_prompt_as_drawn():
-    data = TaskData(batches=lambda: iter([]), loss=model_loss, fine_tuned=tiny_gpt2)
+    data = task_data()
     model = refimpl.apply(tiny_gpt2(), "ppt", prompt_length=LENGTH)
     start = model.soft_prompt.embedding.detach().clone()
     refimpl.prepare(model, data)
