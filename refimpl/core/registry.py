@@ -28,13 +28,13 @@ FOUNDATION_MODELS = ("LLM", "VFM", "VLM", "MFM", "VGM")
 class TaskData:
     """What a method may use to prepare itself on a task before training (FISH's Fisher mask, LT-SFT's first
     phase): fresh streams of the task's training batches, its training loss, the task's pre-trained model after
-    full fine-tuning (a fresh one, trained by the task's full fine-tuning recipe, on each call), and, where the task
-    has them, batches of the unlabelled text its backbone was pre-trained on (PPT pre-trains its prompt there)."""
+    full fine-tuning (a fresh one, trained by the task's full fine-tuning recipe, on each call), and batches of the
+    unlabelled text its backbone was pre-trained on (PPT pre-trains its prompt there), None where the task has none."""
 
     batches: Callable[[], Iterator[dict[str, Any]]]
     loss: Callable[[nn.Module, dict[str, Any]], torch.Tensor]
     fine_tuned: Callable[[], nn.Module]
-    source_batches: Callable[[], Iterator[dict[str, Any]]] | None = None
+    source_batches: Callable[[], Iterator[dict[str, Any]] | None]
 
 
 @dataclass(frozen=True)

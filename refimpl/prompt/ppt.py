@@ -136,8 +136,9 @@ class PPT(Method):
         attach_initialised_prompt(model, options)
 
     def prepare(self, model: nn.Module, options: TransferredPromptOptions, data: TaskData) -> None:
-        if options.init_from is None and data.source_batches is not None:
-            pretrain_prompt(model, itertools.islice(data.source_batches(), SOURCE_STEPS), SOURCE_STEPS)
+        source = data.source_batches()
+        if options.init_from is None and source is not None:
+            pretrain_prompt(model, itertools.islice(source, SOURCE_STEPS), SOURCE_STEPS)
 
     def expected_trainable(self, model: nn.Module, options: TransferredPromptOptions) -> int:
         return options.prompt_length * hidden_size(model)

@@ -52,28 +52,33 @@ def peak_memory_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def _train_reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, Any]:
+def trained_reference(task: Task, kind: str, steps: int, seed: int) -> nn.Module:
+    """The task's pre-trained model trained as the reference `kind` says: every parameter at the task's full
+    fine-tuning rate, or only the task head at its rate (the frozen baseline)."""
     model = task.build_model(seed)
     if kind == FROZEN:
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         for parameter in task.head_parameters(model):
             parameter.requires_grad_(True)
-    trainable, total = trainable_parameters(model)
     fit(model, task.train_batches(seed), steps, task.full_lr if kind == FULL else task.lr, kind, task.loss)
+    return model
+
+
+def _train_reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, Any]:
+    model = trained_reference(task, kind, steps, seed)
+    trainable, total = trainable_parameters(model)
     return {"metric": task.evaluate(model), "trainable": trainable, "total": total}
 
 
 def task_data(task: Task, steps: int, seed: int) -> TaskData:
     """The task's data for a method's `prepare`; its fine-tuned model is trained as the full fine-tuning reference."""
-
-    def fine_tuned() -> nn.Module:
-        model = task.build_model(seed)
-        fit(model, task.train_batches(seed), steps, task.full_lr, f"{FULL} (for the preparation)", task.loss)
-        return model
-
-    source = None if task.source_batches(seed) is None else lambda: task.source_batches(seed)
-    return TaskData(lambda: task.train_batches(seed), task.loss, fine_tuned, source)
+    return TaskData(
+        batches=lambda: task.train_batches(seed),
+        loss=task.loss,
+        fine_tuned=lambda: trained_reference(task, FULL, steps, seed),
+        source_batches=lambda: task.source_batches(seed),
+    )
 
 
 def reference(task: Task, kind: str, steps: int, seed: int) -> dict[str, Any]:

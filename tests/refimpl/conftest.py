@@ -53,7 +53,7 @@ def task_data(
         batches=lambda: iter(batches),
         loss=model_loss,
         fine_tuned=fine_tuned or missing,
-        source_batches=None if source_batches is None else lambda: iter(source_batches),
+        source_batches=lambda: None if source_batches is None else iter(source_batches),
     )
 
 
