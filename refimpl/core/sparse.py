@@ -156,9 +156,9 @@ def single_examples(batches: Iterator[dict[str, Any]], count: int) -> Iterator[d
 def random_int16(shape: torch.Size, device: torch.device) -> torch.Tensor:
     """Independent draws uniform over all 65,536 int16 values, from PyTorch's default generator.
 
-    One 64-bit draw fills four entries. On CPU that is about 4x faster than `torch.rand`, which spends one 32-bit
-    draw and a float conversion per entry; at the size of every weight, every step, that was most of the cost of
-    Child-Tuning_F's step beyond full fine-tuning's. Sixteen bits resolve a probability to 1/65,536.
+    One 64-bit draw fills four entries, where `torch.rand` spends a 32-bit draw and a float conversion on each: at
+    the size of every weight, every step, `torch.rand` was most of the cost of Child-Tuning_F's step beyond full
+    fine-tuning's on CPU. Sixteen bits resolve a probability to 1/65,536.
     """
     count = math.prod(shape)
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)

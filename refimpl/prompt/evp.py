@@ -9,8 +9,8 @@ the paper borrows from adversarial-example optimisation are here too: input dive
 `input_diversity`: with that probability per training batch, the prompted image is resized by a random factor
 up to 1.1, placed at a random offset on a zero canvas and resized back) and gradient normalisation
 (`normalize_prompt_gradient`, between `backward()` and the optimiser step; it is the method's training callback,
-which the task loop calls). On the tiny 16-pixel images the default border p = 2 keeps about the share of prompted pixels of VP's 30-pixel border on 224-pixel
-images; the prompt starts from N(0, 1) like VP's.
+which the task loop calls). On the tiny 16-pixel images the default border p = 2 keeps about the share of prompted
+pixels of VP's 30-pixel border on 224-pixel images; the prompt starts from N(0, 1) like VP's.
 """
 
 from __future__ import annotations

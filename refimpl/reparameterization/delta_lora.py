@@ -15,8 +15,9 @@ the adapter file carries ΔW_acc (a full out × in matrix per layer, which Delta
 W0 + ΔW_acc + (alpha/r) BA, and `remove` gives back the untouched W0.
 
 The update runs in the method's training callback (`refimpl.training_callback(model)`, which the task loop calls: a
-`DeltaLoRAUpdater(model, lambda_, start_step)` whose `step()` runs right after `optimizer.step()`). λ (`update_ratio`) and K (`start_step`) default to 2 and 500: our choice in the range the
-paper explores, not values checked against its hyper-parameter tables.
+`DeltaLoRAUpdater(model, lambda_, start_step)` whose `step()` runs right after `optimizer.step()`). λ
+(`update_ratio`) and K (`start_step`) default to 2 and 500: our choice in the range the paper explores, not values
+checked against its hyper-parameter tables.
 """
 
 from __future__ import annotations

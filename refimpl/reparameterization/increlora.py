@@ -15,8 +15,9 @@ a persistent buffer, so a saved adapter keeps its grown ranks.
 
 Growth runs in the method's training callback (`refimpl.training_callback(model)`, which the task loop calls; an
 `IncreLoRAScheduler(model, interval, budget)` whose `step()` runs after `loss.backward()` and before the gradients
-are cleared): by default one component every 10 steps (ours) until every layer is at `max_rank`. Simplified: no orthogonality regulariser on A and B (AdaLoRA's)
-and no warm-up of new components; the scale s = alpha / max_rank stays fixed as ranks grow.
+are cleared): by default one component every 10 steps (ours) until every layer is at `max_rank`. Simplified: no
+orthogonality regulariser on A and B (AdaLoRA's) and no warm-up of new components; the scale s = alpha / max_rank
+stays fixed as ranks grow.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ that, as the paper's abstract says, the auxiliary tensors hold only a small shar
 a 384×1536 weight here; the paper reports 91% fewer fine-tuned parameters on average); decomposition in float64.
 Rebuilding W every forward pass costs about |W|·(d_left + d_right) multiply-adds, the two bonds of the central
 tensor, and its backward twice that: on short batches more than the weight gradient that full fine-tuning
-computes (MPO needs that gradient too), so MPO's step there is slower than full fine-tuning's. The central tensor is a non-persistent
-buffer re-derived from the base at load (the SVD is deterministic), so the adapter file holds the auxiliary tensors.
+computes (MPO needs that gradient too), so MPO's step there is slower than full fine-tuning's. The central
+tensor is a non-persistent buffer re-derived from the base at load (the SVD is deterministic), so the adapter file
+holds the auxiliary tensors.
 Merging copies the rebuilt weight into the base layer; unmerge puts W0 back from a saved copy.
 """
 

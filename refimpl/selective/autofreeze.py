@@ -44,7 +44,7 @@ def blocks_to_freeze(changes: list[float], frozen: int, percentile: float) -> in
 class AutoFreezeCallback:
     """Tracks per-block gradient norms and freezes blocks front to back (see the module docstring)."""
 
-    def __init__(self, model: nn.Module, interval: int = 10, percentile: float = 50.0) -> None:
+    def __init__(self, model: nn.Module, interval: int, percentile: float) -> None:
         if interval < 1 or not 0 <= percentile <= 100:
             raise RefimplError("AutoFreezeCallback: interval must be ≥ 1 and percentile in [0, 100]")
         self.blocks = list(named_blocks(model)[1])

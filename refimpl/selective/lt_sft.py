@@ -11,8 +11,8 @@ Phase 1 is ordinary full fine-tuning of a copy of the model; `select_lottery_tic
 state dict (or, with `are_deltas=True`, the differences θ1 − θ0 under the same names), keeps the K most changed
 targeted weights and restarts the delta at zero, i.e. from the original values. Before it is called, the
 positions are a fixed-seed random choice. The method's `prepare` (run by `run` and `bench` before training) runs
-phase 1 as the task's full fine-tuning reference and selects the ticket from it. The default `keep_ratio` (1%) is ours, inside the 0.16%–8% range
-Table 1 of the survey reports. Simplifications: only linear-layer weights are candidates (the paper also
+phase 1 as the task's full fine-tuning reference and selects the ticket from it. The default `keep_ratio` (1%) is
+ours, inside the 0.16%–8% range Table 1 of the survey reports. Simplifications: only linear-layer weights are candidates (the paper also
 considers other parameters), and the paper's optional regularisation towards θ0 is left out.
 """
 
