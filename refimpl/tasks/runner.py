@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.api import apply, merge, prepare, trainable_parameters
+from ..core.api import apply, merge, prepare, trainable_parameters, training_callback
 from ..core.registry import MethodInfo, TaskData, get_method
 from . import Task, choose_task
 from .base import Fit, fit, training_step
@@ -113,23 +113,25 @@ class PairedSteps:
         return statistics.median(m / f for m, f in zip(self.method, self.full, strict=True))
 
 
-def paired_step_times(task: Task, method: str, lr: float, seed: int) -> PairedSteps:
-    """Time a freshly adapted model and a fully fine-tuned one step by step in alternation, so that both see the
-    same machine state (the first round, which allocates, is dropped). Fresh, so the trained adapter is left as
-    it was evaluated and saved; a method whose cost changes as it trains (AutoFreeze, IncreLoRA) is timed as
-    it starts."""
+def paired_step_times(task: Task, method: str, lr: float, seed: int, steps: int) -> PairedSteps:
+    """Time an adapted model and a fully fine-tuned one step by step in alternation on the same batches, so that
+    both see the same machine state (the first round, which allocates, is dropped). The adapted model is a fresh
+    one, so the trained adapter is left as it was evaluated and saved. A method's step does the same work at every
+    point of its training unless its training callback changes what it trains (AutoFreeze freezes blocks,
+    IncreLoRA grows ranks): such a method trains a whole run of `steps` here, its rounds spread evenly over it."""
     adapted, rates = adapted_model(task, method, seed), get_method(method).info().learning_rates
-    steps = (
-        training_step(adapted, lr, task.loss, rates, task.head_parameters(adapted)),
-        training_step(task.build_model(seed), task.full_lr, task.loss),
-    )
+    method_step = training_step(adapted, lr, task.loss, rates, task.head_parameters(adapted))
+    full_step = training_step(task.build_model(seed), task.full_lr, task.loss)
+    stride = max(1, steps // TIMING_ROUNDS) if training_callback(adapted) else 1
     batches = task.train_batches(seed)
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(TIMING_ROUNDS + 1):
+    times = PairedSteps([], [])
+    for step in range(TIMING_ROUNDS * stride + 1):
         batch = next(batches)
-        for step, record in zip(steps, times, strict=True):
-            record.append(step(batch)[1])
-    return PairedSteps(times[0][1:], times[1][1:])
+        seconds = method_step(batch)[1]
+        if step % stride == 0:
+            times.method.append(seconds)
+            times.full.append(full_step(batch)[1])
+    return PairedSteps(times.method[1:], times.full[1:])
 
 
 @torch.no_grad()
@@ -239,7 +241,7 @@ def execute(
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     memory = peak_memory_mb()
     merged = merged_inference_ratio(task, model, seed) if info.mergeable else None
-    step_times = paired_step_times(task, method, lr, seed)
+    step_times = paired_step_times(task, method, lr, seed, steps)
     return Outcome(
         method,
         task,

@@ -13,7 +13,7 @@ import refimpl
 from refimpl import RefimplError, get_method, methods, tasks
 from refimpl.core.registry import FOUNDATION_MODELS
 from refimpl.models import minilm, tiny_bert
-from refimpl.tasks import choose_task
+from refimpl.tasks import choose_task, runner
 from refimpl.tasks.base import parameter_groups
 from refimpl.tasks.cache import cache_path, cached_json, cached_tensors
 from refimpl.tasks.digits import SOURCE_CLASSES, TARGET_CLASSES, digits, indices_of, target_indices
@@ -150,6 +150,32 @@ def test_a_method_is_measured_on_a_task_of_its_own_foundation_model_type_where_o
 def test_step_time_against_full_fine_tuning_is_the_median_of_same_round_ratios():
     # A slow round hits both sides; the ratio of the two medians (2 / 1 here) would miss that.
     assert PairedSteps(method=[1.0, 2.0, 10.0], full=[1.0, 4.0, 1.0]).ratio == 1.0
+
+
+@pytest.mark.parametrize(("method", "steps_taken"), [("bitfit", 3), ("autofreeze", 7)])
+def test_a_method_whose_callback_changes_its_training_is_timed_along_a_whole_run(
+    monkeypatch, method, steps_taken
+):
+    # AutoFreeze freezes blocks as it trains: its 2 rounds are spread over a run of 6 steps (every third step,
+    # plus a first round to drop). BitFit's step does the same work throughout: 3 rounds in a row.
+    taken: Counter[str] = Counter()
+    training_step = runner.training_step
+
+    def counted_training_step(model, *args, **kwargs):
+        step, side = training_step(model, *args, **kwargs), "method" if refimpl.is_adapted(model) else "full"
+
+        def counted(batch):
+            taken[side] += 1
+            return step(batch)
+
+        return counted
+
+    monkeypatch.setattr(runner, "TIMING_ROUNDS", 2)
+    monkeypatch.setattr(runner, "training_step", counted_training_step)
+    task = choose_task(get_method(method).info(), "gpt2")
+    times = runner.paired_step_times(task, method, task.lr, 0, steps=6)
+    assert (len(times.method), len(times.full)) == (2, 2)
+    assert taken == {"method": steps_taken, "full": 3}
 
 
 def resident_mb() -> float:
